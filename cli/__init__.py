@@ -1,0 +1,1 @@
+"""Command-line interface: ``python -m comfyui_dit_quant {quantize,inspect,demo}``."""

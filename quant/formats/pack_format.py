@@ -1,0 +1,44 @@
+"""This pack's own self-describing format, for the schemes stock ComfyUI has no format for.
+
+Same tensors as ComfyUI's native format (``<l>.weight`` codes, ``<l>.weight_scale`` float32, optional
+``<l>.input_scale``), plus one safetensors header entry ``comfyui_dit_quant``: JSON
+``{"format_version": 1, "layers": {"<l>": <scheme config>}}`` where a scheme config is, e.g.,
+``{"scheme": "fp8_block", "block_size": [128, 128]}`` (see ``quant.schemes``). Scale layouts per scheme:
+fp8_tensor ``[]``; fp8_channel, int8 and channel-granular fp8_weight_only ``[N]``; fp8_block and
+block-granular fp8_weight_only ``[ceil(N/bn), ceil(K/bk)]``. Tensors not named in ``layers`` are plain.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..schemes import Scheme, from_config
+from .safetensors_io import CheckpointError
+
+HEADER_KEY = "comfyui_dit_quant"
+FORMAT_VERSION = 1
+
+
+def pack_metadata(layers: dict[str, Scheme]) -> dict[str, str]:
+    body = {"format_version": FORMAT_VERSION, "layers": {n: s.config() for n, s in sorted(layers.items())}}
+    return {HEADER_KEY: json.dumps(body, separators=(",", ":"))}
+
+
+def pack_layers(metadata: dict[str, str], path: str) -> dict[str, Scheme]:
+    """Layer name → scheme from the header entry; raises naming the file and layer on anything unknown."""
+    try:
+        body: dict[str, Any] = json.loads(metadata[HEADER_KEY])
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: malformed {HEADER_KEY} header: {e}") from e
+    version = body.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: {HEADER_KEY} format_version {version!r} is not supported "
+                              f"(this version reads {FORMAT_VERSION}); update comfyui-dit-quant")
+    layers = {}
+    for name, cfg in body.get("layers", {}).items():
+        try:
+            layers[name] = from_config(cfg)
+        except (ValueError, TypeError, KeyError) as e:
+            raise CheckpointError(f"{path}: layer {name!r}: bad scheme config {cfg!r}: {e}") from e
+    return layers

@@ -1,0 +1,161 @@
+"""Safetensors at the byte level: read a header without the data, and write a file tensor by tensor.
+
+``SafetensorsWriter`` writes the header first from a plan of (name, dtype, shape), then streams each tensor's
+bytes in order, so a converter holds one tensor at a time. Output goes to a temporary file in the target folder
+that is renamed into place only when complete: an interrupted or failed write leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import torch
+
+DTYPE_TO_ST: dict[torch.dtype, str] = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2", torch.int64: "I64", torch.int32: "I32",
+    torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
+}
+ST_TO_DTYPE = {v: k for k, v in DTYPE_TO_ST.items()}
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read or does not hold what it should; the message names the file and key."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    dtype: str  # safetensors dtype string, e.g. "BF16", "F8_E4M3"
+    shape: tuple[int, ...]
+    offsets: tuple[int, int]
+
+    @property
+    def nbytes(self) -> int:
+        return self.offsets[1] - self.offsets[0]
+
+    @property
+    def torch_dtype(self) -> torch.dtype | None:
+        return ST_TO_DTYPE.get(self.dtype)
+
+
+@dataclass(frozen=True)
+class Header:
+    path: str
+    tensors: dict[str, TensorInfo]
+    metadata: dict[str, str]
+    data_start: int
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {k: v.shape for k, v in self.tensors.items()}
+
+
+def read_header(path: str | os.PathLike) -> Header:
+    """Parse a safetensors header (no tensor data is read) and check the file is complete."""
+    path = str(path)
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            raw = f.read(8)
+            if len(raw) < 8:
+                raise CheckpointError(f"{path}: not a safetensors file (only {size} bytes)")
+            (n,) = struct.unpack("<Q", raw)
+            if n > min(_MAX_HEADER, size - 8):
+                raise CheckpointError(f"{path}: not a safetensors file or truncated (header length {n}, "
+                                      f"file size {size})")
+            header = json.loads(f.read(n))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: cannot read safetensors header: {e}") from e
+    metadata = header.pop("__metadata__", None) or {}
+    tensors: dict[str, TensorInfo] = {}
+    data_len = size - 8 - n
+    for key, entry in header.items():
+        try:
+            info = TensorInfo(entry["dtype"], tuple(entry["shape"]), tuple(entry["data_offsets"]))
+        except (KeyError, TypeError) as e:
+            raise CheckpointError(f"{path}: malformed header entry for key {key!r}") from e
+        if info.offsets[1] > data_len:
+            raise CheckpointError(f"{path}: truncated: tensor {key!r} ends at byte {info.offsets[1]} of the data "
+                                  f"section but the file holds only {data_len} data bytes")
+        tensors[key] = info
+    return Header(path, tensors, dict(metadata), 8 + n)
+
+
+def tensor_to_bytes(t: torch.Tensor) -> memoryview:
+    """Raw little-endian bytes of a tensor of any dtype (fp8 and bf16 included)."""
+    flat = t.detach().to("cpu").contiguous().reshape(-1)
+    return memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else memoryview(b"")
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """Open a temporary file beside ``path``; rename it to ``path`` on success, delete it on any error."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.partial")
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class SafetensorsWriter:
+    """Write a safetensors file whose layout is known up front: ``plan`` lists (name, dtype, shape) in order;
+    then ``write(name, tensor)`` must be called for each entry in that order."""
+
+    def __init__(self, f: BinaryIO, plan: Sequence[tuple[str, torch.dtype, Sequence[int]]],
+                 metadata: Mapping[str, str] | None = None) -> None:
+        header: dict[str, object] = {}
+        if metadata:
+            header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+        offset = 0
+        self._expected: list[tuple[str, torch.dtype, tuple[int, ...], int]] = []
+        for name, dtype, shape in plan:
+            nbytes = torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
+            header[name] = {"dtype": DTYPE_TO_ST[dtype], "shape": list(shape),
+                            "data_offsets": [offset, offset + nbytes]}
+            self._expected.append((name, dtype, tuple(shape), nbytes))
+            offset += nbytes
+        blob = json.dumps(header, separators=(",", ":")).encode()
+        blob += b" " * (-len(blob) % 8)
+        f.write(struct.pack("<Q", len(blob)))
+        f.write(blob)
+        self._f, self._next = f, 0
+
+    def write(self, name: str, tensor: torch.Tensor) -> None:
+        if self._next >= len(self._expected):
+            raise ValueError(f"unexpected tensor {name!r}: all planned tensors are written")
+        exp_name, dtype, shape, nbytes = self._expected[self._next]
+        if name != exp_name or tensor.dtype != dtype or tuple(tensor.shape) != shape:
+            raise ValueError(f"tensor {name!r} {tensor.dtype} {tuple(tensor.shape)} does not match the plan entry "
+                             f"{exp_name!r} {dtype} {shape}")
+        self._f.write(tensor_to_bytes(tensor))
+        self._next += 1
+
+    def close(self) -> None:
+        if self._next != len(self._expected):
+            missing = self._expected[self._next][0]
+            raise ValueError(f"safetensors write incomplete: {missing!r} and later tensors were not written")
+
+
+def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
+                 metadata: Mapping[str, str] | None = None) -> None:
+    """Atomically save an in-memory dict of tensors (sorted by name)."""
+    names = sorted(tensors)
+    with atomic_output(path) as f:
+        w = SafetensorsWriter(f, [(n, tensors[n].dtype, tensors[n].shape) for n in names], metadata)
+        for n in names:
+            w.write(n, tensors[n])
+        w.close()

@@ -1,0 +1,93 @@
+"""The interface every quantization scheme implements.
+
+A scheme knows three things (after vLLM's quantization methods): how to turn a high-precision ``[N, K]`` weight
+into the tensors it stores (``quantize``), how to run the linear op on those tensors (``linear``, always through
+``kernels.dispatch.quant_linear``), and how to describe itself (``config`` / ``describe``) so that a checkpoint
+can say which scheme wrote a layer.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+
+from ...kernels import reference as ref
+from ...kernels.dispatch import quant_linear
+
+# FP8 and INT8 tensor-core GEMMs (cuBLASLt, torch._int_mm, the Triton kernels) need K and N multiples of 16.
+GEMM_ALIGN = 16
+
+
+class NonFiniteWeightError(ValueError):
+    """A weight holds NaN or inf: quantizing it would silently produce garbage."""
+
+
+class Scheme(ABC):
+    """One quantization scheme (see the subclasses for the stored tensors of each)."""
+
+    name: ClassVar[str]
+    weight_dtype: ClassVar[torch.dtype] = ref.FP8_DTYPE
+    quantizes_activations: ClassVar[bool] = True
+
+    @property
+    def block(self) -> tuple[int, int] | None:
+        """Weight block size ``(bn, bk)`` for block-scaled weights, else None."""
+        return None
+
+    def unsupported_reason(self, out_features: int, in_features: int) -> str | None:
+        """Why this scheme cannot take a layer of this shape, or None when it can."""
+        if self.quantizes_activations and (in_features % GEMM_ALIGN or out_features % GEMM_ALIGN):
+            return (f"shape [{out_features}, {in_features}]: N and K must be multiples of {GEMM_ALIGN} "
+                    "for quantized GEMMs")
+        return None
+
+    def quantize(self, weight: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Quantize an ``[N, K]`` weight into the stored tensors (``weight`` codes and float32 ``weight_scale``)."""
+        if weight.dim() != 2:
+            raise ValueError(f"expected a 2-D [out, in] weight, got shape {tuple(weight.shape)}")
+        if not torch.isfinite(weight).all():
+            raise NonFiniteWeightError("weight contains NaN or inf")
+        return self._quantize(weight.detach())
+
+    def empty_tensors(self, out_features: int, in_features: int) -> dict[str, torch.Tensor]:
+        """Meta tensors with the shapes and dtypes ``quantize`` returns for an [N, K] weight."""
+        return self._quantize(torch.zeros(out_features, in_features, device="meta"))
+
+    @abstractmethod
+    def _quantize(self, weight: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+    def dequantize(self, weight: torch.Tensor, weight_scale: torch.Tensor,
+                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The high-precision weight the stored tensors stand for."""
+        return ref.dequantize_weight(weight, weight_scale, self.block, dtype)
+
+    def linear(
+        self,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        weight_scale: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        input_scale: torch.Tensor | None = None,
+        backend: str = "auto",
+    ) -> torch.Tensor:
+        """``x @ W.T + bias`` through the pack's dispatch."""
+        bn, bk = self.block or (0, 0)
+        return quant_linear(x, weight, weight_scale, bias, input_scale, self.name, bn, bk, backend)
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able description, enough to rebuild the scheme with ``schemes.from_config``."""
+        return {"scheme": self.name}
+
+    def describe(self) -> str:
+        return self.name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Scheme) and self.config() == other.config()
+
+    def __hash__(self) -> int:
+        return hash(repr(sorted(self.config().items())))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.describe()})"

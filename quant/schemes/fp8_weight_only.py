@@ -1,0 +1,52 @@
+"""fp8_weight_only: FP8 weights (per-channel or per-block scales), activations stay bf16/fp16.
+
+Stored: ``weight`` e4m3 [N, K] and ``weight_scale`` float32 [N] (granularity "channel") or
+[ceil(N/bn), ceil(K/bk)] (granularity "block", ModelOpt ``FP8_PB_WO``). Halves weight memory on any GPU; the
+matmul runs in the activation dtype, so it suits GPUs without FP8 tensor cores and small M.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ...kernels import reference as ref
+from .base import Scheme
+from .block_size import format_block_size, parse_block_size
+from .fp8_block import quantize_blocks
+
+GRANULARITIES = ("channel", "block")
+
+
+class FP8WeightOnly(Scheme):
+    name = "fp8_weight_only"
+    quantizes_activations = False
+
+    def __init__(self, granularity: str = "channel", block_size: str | Sequence[int] | None = None) -> None:
+        if granularity not in GRANULARITIES:
+            raise ValueError(f"fp8_weight_only granularity {granularity!r}: expected one of {GRANULARITIES}")
+        self.granularity = granularity
+        self._block = parse_block_size(block_size) if granularity == "block" else None
+
+    @property
+    def block(self) -> tuple[int, int] | None:
+        return self._block
+
+    def _quantize(self, weight: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self._block is not None:
+            return quantize_blocks(weight, self._block)
+        q, scale = ref.quant_fp8_per_token(weight)
+        return {"weight": q, "weight_scale": scale.reshape(-1)}
+
+    def config(self) -> dict[str, Any]:
+        cfg: dict[str, Any] = {"scheme": self.name, "granularity": self.granularity}
+        if self._block is not None:
+            cfg["block_size"] = list(self._block)
+        return cfg
+
+    def describe(self) -> str:
+        if self._block is not None:
+            return f"fp8 weight-only block {format_block_size(self._block)}"
+        return "fp8 weight-only per-channel"
