@@ -8,7 +8,7 @@ cached; the choice is logged once and can be read back for reports with ``backen
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
+from functools import cache
 
 import torch
 
@@ -27,7 +27,7 @@ def _check(scheme: str, backend: str) -> None:
         raise ValueError(f"unknown backend {backend!r}; supported: {', '.join(BACKENDS)}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _select(device_type: str, device_index: int, scheme: str, n: int, k: int, requested: str) -> str:
     """Pick the backend for one (device, scheme, shape). Only the eager reference exists in this version."""
     chosen = "eager"

@@ -29,12 +29,14 @@ def amax_to_scale(amax: torch.Tensor, qmax: float) -> torch.Tensor:
 
 def cast_fp8(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """``x / scale`` saturated to the e4m3 range and rounded to FP8 (scale broadcasts against x)."""
-    return (x.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
+    y = x.to(torch.float32, copy=True)  # one working copy, then in place
+    return y.div_(scale).clamp_(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
 
 
 def cast_int8(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """``x / scale`` rounded half-to-even and saturated to [-127, 127]."""
-    return torch.round(x.float() / scale).clamp(-INT8_MAX, INT8_MAX).to(torch.int8)
+    y = x.to(torch.float32, copy=True)
+    return y.div_(scale).round_().clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
 
 
 # --- block grids -------------------------------------------------------------------------------------------

@@ -24,8 +24,9 @@ class QuantLinear(nn.Module):
         self.scheme = scheme
         self.backend = backend
         probe = scheme.empty_tensors(out_features, in_features)
-        self.weight = nn.Parameter(torch.empty_like(probe["weight"], device=device), requires_grad=False)
-        self.register_buffer("weight_scale", torch.empty_like(probe["weight_scale"], device=device))
+        w, s = probe["weight"], probe["weight_scale"]  # meta probes: allocate on ``device`` (None = default)
+        self.weight = nn.Parameter(torch.empty(w.shape, dtype=w.dtype, device=device), requires_grad=False)
+        self.register_buffer("weight_scale", torch.empty(s.shape, dtype=s.dtype, device=device))
         self.register_buffer("input_scale", None)
         self.bias = (nn.Parameter(torch.zeros(out_features, device=device, dtype=bias_dtype), requires_grad=False)
                      if bias else None)

@@ -1,8 +1,10 @@
 """ComfyUI's native per-layer quantized format (what stock ``UNETLoader`` / ``CLIPLoader`` read).
 
-Per quantized Linear ``<l>``: ``<l>.weight`` (float8_e4m3fn codes), ``<l>.weight_scale`` (float32 scalar,
-dequant multiplier), optional ``<l>.input_scale`` (float32 scalar, static activation scale), and
+Per quantized Linear ``<l>``: ``<l>.weight`` codes, ``<l>.weight_scale`` (float32 dequant multiplier) and
 ``<l>.comfy_quant``: a 1-D uint8 tensor holding UTF-8 JSON such as ``{"format": "float8_e4m3fn"}``.
+- ``float8_e4m3fn``: e4m3 codes, scalar scale, optional ``<l>.input_scale`` (static activation scale) = fp8_tensor.
+- ``int8_tensorwise``: int8 codes, scale scalar or ``[N, 1]`` per output channel; ComfyUI quantizes activations
+  per token at run time = this pack's int8 scheme (written with ``[N, 1]`` scales, read back as ``[N]``).
 ComfyUI also accepts the same per-layer JSON in the safetensors header ``_quantization_metadata``
 (``{"format_version": "1.0", "layers": {"<l>": {...}}}``); both are read here, the tensor form is written.
 """
@@ -14,19 +16,33 @@ from typing import Any
 
 import torch
 
-from ..schemes import FP8Tensor, Scheme
+from ..schemes import FP8Tensor, Int8, Scheme
 from .safetensors_io import CheckpointError
 
 MARKER_SUFFIX = ".comfy_quant"
 HEADER_KEY = "_quantization_metadata"
-SUPPORTED = ("float8_e4m3fn",)
+SUPPORTED = ("float8_e4m3fn", "int8_tensorwise")
 
 
 def native_config(scheme: Scheme, weight_scale_shape: tuple[int, ...]) -> dict[str, Any] | None:
     """The ``comfy_quant`` JSON for a layer, or None when stock ComfyUI cannot express it."""
     if isinstance(scheme, FP8Tensor) and len(weight_scale_shape) == 0:
         return {"format": "float8_e4m3fn"}
+    if isinstance(scheme, Int8) and len(weight_scale_shape) == 1:
+        return {"format": "int8_tensorwise"}
     return None
+
+
+def scale_to_disk(config: dict[str, Any], scale: torch.Tensor) -> torch.Tensor:
+    """ComfyUI broadcasts per-channel scales as ``[N, 1]``."""
+    return scale.reshape(-1, 1) if config.get("format") == "int8_tensorwise" else scale
+
+
+def scale_from_disk(config: dict[str, Any], scale: torch.Tensor, out_features: int) -> torch.Tensor:
+    """Back to this pack's layout: scalar for fp8, ``[N]`` for int8 (a scalar int8 scale is broadcast)."""
+    if config.get("format") == "int8_tensorwise":
+        return scale.float().reshape(-1).expand(out_features).clone() if scale.numel() == 1 else scale.reshape(-1)
+    return scale.reshape(()) if scale.numel() == 1 else scale
 
 
 def encode_config(config: dict[str, Any]) -> torch.Tensor:
@@ -41,6 +57,11 @@ def scheme_from_native(config: dict[str, Any], path: str, layer: str) -> Scheme:
     fmt = str(config.get("format", ""))
     if fmt == "float8_e4m3fn":
         return FP8Tensor()
+    if fmt == "int8_tensorwise":
+        if config.get("convrot") or (config.get("params") or {}).get("convrot"):
+            raise CheckpointError(f"{path}: layer {layer!r} uses int8_tensorwise with ConvRot rotation, which this "
+                                  "pack does not run")
+        return Int8()
     raise CheckpointError(f"{path}: layer {layer!r} uses ComfyUI quant format {fmt!r}, which this pack does not "
                           f"run; supported native formats: {', '.join(SUPPORTED)}")
 

@@ -47,9 +47,9 @@ def _native_layers(tensors: dict[str, torch.Tensor], header: Header) -> dict[str
     layers = {}
     for name, cfg in configs.items():
         layers[name] = comfy_native.scheme_from_native(cfg, header.path, name)
-        scale = tensors.get(f"{name}.weight_scale")
-        if scale is not None and scale.numel() == 1:
-            tensors[f"{name}.weight_scale"] = scale.reshape(())
+        scale, weight = tensors.get(f"{name}.weight_scale"), tensors.get(f"{name}.weight")
+        if scale is not None and weight is not None:
+            tensors[f"{name}.weight_scale"] = comfy_native.scale_from_disk(cfg, scale, weight.shape[0])
     return layers
 
 
@@ -122,8 +122,8 @@ def resolve_write_format(requested: str, native_ok: bool) -> str:
     if requested not in WRITE_FORMATS:
         raise ValueError(f"unknown output format {requested!r}; expected one of {', '.join(WRITE_FORMATS)}")
     if requested == "comfy_quant" and not native_ok:
-        raise ValueError("ComfyUI's native format only holds per-tensor FP8 layers; use the dit_quant format "
-                         "(or 'auto') for channel, block, weight-only and int8 schemes")
+        raise ValueError("ComfyUI's native format only holds per-tensor FP8 and per-channel INT8 layers; use the "
+                         "dit_quant format (or 'auto') for the fp8 channel, block and weight-only schemes")
     if requested == "auto":
         return "comfy_quant" if native_ok else "dit_quant"
     return requested
@@ -140,6 +140,7 @@ def write_checkpoint(path: str | os.PathLike, ckpt: QuantizedCheckpoint, fmt: st
         assert configs is not None
         for name, cfg in configs.items():
             tensors[f"{name}{comfy_native.MARKER_SUFFIX}"] = comfy_native.encode_config(cfg)
+            tensors[f"{name}.weight_scale"] = comfy_native.scale_to_disk(cfg, tensors[f"{name}.weight_scale"])
     else:
         meta.update(pack_format.pack_metadata(ckpt.layers))
     save_tensors(path, tensors, meta)

@@ -159,3 +159,18 @@ def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
         for n in names:
             w.write(n, tensors[n])
         w.close()
+
+
+def read_tensor(f: BinaryIO, header: Header, key: str) -> torch.Tensor:
+    """Read one tensor with plain file reads (no memory map: a converter's resident memory stays one tensor)."""
+    info = header.tensors[key]
+    dtype = info.torch_dtype
+    if dtype is None:
+        raise CheckpointError(f"{header.path}: key {key!r} has dtype {info.dtype}, which is not supported")
+    buf = bytearray(info.nbytes)
+    f.seek(header.data_start + info.offsets[0])
+    if f.readinto(buf) != info.nbytes:
+        raise CheckpointError(f"{header.path}: truncated while reading key {key!r}")
+    if not buf:
+        return torch.empty(info.shape, dtype=dtype)
+    return torch.frombuffer(buf, dtype=torch.uint8).view(dtype).reshape(info.shape)

@@ -18,6 +18,15 @@ from ...kernels.dispatch import quant_linear
 
 # FP8 and INT8 tensor-core GEMMs (cuBLASLt, torch._int_mm, the Triton kernels) need K and N multiples of 16.
 GEMM_ALIGN = 16
+# Weights are quantized in row chunks of about this many elements, so the float32 working copies stay small
+# (a streaming conversion then holds about one weight, not several float32 copies of it).
+CHUNK_ELEMS = 1 << 22
+
+
+def row_chunks(n_rows: int, n_cols: int, multiple: int = 1) -> list[slice]:
+    """Row slices of about ``CHUNK_ELEMS`` elements, each a multiple of ``multiple`` rows (but the last)."""
+    step = max(multiple, (CHUNK_ELEMS // max(n_cols, 1)) // multiple * multiple)
+    return [slice(i, min(i + step, n_rows)) for i in range(0, n_rows, step)]
 
 
 class NonFiniteWeightError(ValueError):
@@ -30,6 +39,8 @@ class Scheme(ABC):
     name: ClassVar[str]
     weight_dtype: ClassVar[torch.dtype] = ref.FP8_DTYPE
     quantizes_activations: ClassVar[bool] = True
+    # Rows that share scales (1: per-row scales; bn: block rows). None: scales depend on the whole weight.
+    row_group: int | None = 1
 
     @property
     def block(self) -> tuple[int, int] | None:
@@ -49,7 +60,11 @@ class Scheme(ABC):
             raise ValueError(f"expected a 2-D [out, in] weight, got shape {tuple(weight.shape)}")
         if not torch.isfinite(weight).all():
             raise NonFiniteWeightError("weight contains NaN or inf")
-        return self._quantize(weight.detach())
+        weight = weight.detach()
+        if self.row_group is None or weight.numel() <= CHUNK_ELEMS:
+            return self._quantize(weight)
+        parts = [self._quantize(weight[rows]) for rows in row_chunks(*weight.shape, self.row_group)]
+        return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
 
     def empty_tensors(self, out_features: int, in_features: int) -> dict[str, torch.Tensor]:
         """Meta tensors with the shapes and dtypes ``quantize`` returns for an [N, K] weight."""

@@ -29,6 +29,7 @@ class FP8Block(Scheme):
 
     def __init__(self, block_size: str | Sequence[int] | None = None) -> None:
         self._block = parse_block_size(block_size)
+        self.row_group = self._block[0]
 
     @property
     def block(self) -> tuple[int, int]:

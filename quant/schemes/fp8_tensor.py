@@ -9,15 +9,17 @@ from __future__ import annotations
 import torch
 
 from ...kernels import reference as ref
-from .base import Scheme
+from .base import Scheme, row_chunks
 
 
 class FP8Tensor(Scheme):
     name = "fp8_tensor"
+    row_group = None  # one scale from the whole weight; the cast below still works in row chunks
 
     def _quantize(self, weight: torch.Tensor) -> dict[str, torch.Tensor]:
         scale = ref.amax_to_scale(weight.abs().amax(), ref.FP8_MAX).reshape(())
-        return {"weight": ref.cast_fp8(weight, scale), "weight_scale": scale}
+        codes = [ref.cast_fp8(weight[rows], scale) for rows in row_chunks(*weight.shape)]
+        return {"weight": torch.cat(codes), "weight_scale": scale}
 
     def describe(self) -> str:
         return "fp8 per-tensor"

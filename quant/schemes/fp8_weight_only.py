@@ -29,6 +29,7 @@ class FP8WeightOnly(Scheme):
             raise ValueError(f"fp8_weight_only granularity {granularity!r}: expected one of {GRANULARITIES}")
         self.granularity = granularity
         self._block = parse_block_size(block_size) if granularity == "block" else None
+        self.row_group = self._block[0] if self._block else 1
 
     @property
     def block(self) -> tuple[int, int] | None:

@@ -1,0 +1,67 @@
+"""``python -m comfyui_dit_quant {quantize,inspect,demo}``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..quant.formats.safetensors_io import CheckpointError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .quantize_cmd import SCHEME_CHOICES
+
+    p = argparse.ArgumentParser(prog="python -m comfyui_dit_quant",
+                                description="FP8 / INT8 quantization of diffusion transformers (Wan, Qwen-Image, "
+                                            "HunyuanVideo 1.5) for ComfyUI.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every decision")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    q = sub.add_parser("quantize", help="quantize a bf16/fp16/fp32 safetensors checkpoint (streamed, atomic)")
+    q.add_argument("input")
+    q.add_argument("output")
+    q.add_argument("--scheme", required=True, choices=SCHEME_CHOICES)
+    q.add_argument("--block-size", default=None, help="BNxBK for block schemes (default 128x128)")
+    q.add_argument("--ignore", action="append", default=[],
+                   help="layers kept in high precision: names, globs, re:REGEX or bare words (repeatable, "
+                        "comma separated)")
+    q.add_argument("--preset", default="default", choices=("default", "none", "quality"),
+                   help="the family's ignore preset added to --ignore")
+    q.add_argument("--family", default="auto", choices=("auto", "none"),
+                   help="auto: detect the model family (unknown files are refused); none: no detection/preset")
+    q.add_argument("--format", default="auto", choices=("auto", "comfy_quant", "dit_quant"),
+                   help="auto: ComfyUI-native when it can express the scheme (fp8_tensor), else this pack's")
+    q.add_argument("--min-features", type=int, default=16, help="keep layers with a smaller dimension")
+
+    i = sub.add_parser("inspect", help="describe a checkpoint: family, format, per-layer dtypes and scales")
+    i.add_argument("file")
+    i.add_argument("--json", action="store_true")
+    i.add_argument("--limit", type=int, default=40, help="layers listed")
+
+    d = sub.add_parser("demo", help="tiny real diffusers DiTs x every scheme: size, error and time vs bf16")
+    d.add_argument("--models", default=None, help="comma-separated subset of: wan, qwen_image, hunyuan_video15")
+    d.add_argument("--schemes", default=None, help="comma-separated subset of the schemes")
+    d.add_argument("--json", default=None, help="also write the rows as JSON here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        if args.command == "quantize":
+            from .quantize_cmd import quantize_command
+            return quantize_command(args)
+        if args.command == "inspect":
+            from .inspect_cmd import inspect_command
+            return inspect_command(args)
+        from .demo import demo_command
+        return demo_command(args)
+    except (CheckpointError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

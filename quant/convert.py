@@ -1,0 +1,163 @@
+"""Streaming conversion of a high-precision safetensors checkpoint into a quantized one.
+
+Tensors are read one at a time with plain file reads and written straight to the output (header first, from a
+plan computed from the input header), so peak host memory is about one tensor, never the whole model. The
+output appears atomically: on any error (bad input, NaN weight, interruption) no output file is left.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+
+from .families import DetectedModel, detect_family, preset_ignore
+from .formats import comfy_native
+from .formats.io import detect_format, resolve_write_format
+from .formats.pack_format import pack_metadata
+from .formats.safetensors_io import (
+    CheckpointError,
+    SafetensorsWriter,
+    atomic_output,
+    read_header,
+    read_tensor,
+)
+from .ignore import IgnoreMatcher, parse_ignore
+from .report import LayerRecord, QuantReport
+from .schemes import NonFiniteWeightError, Scheme
+
+log = logging.getLogger("comfyui_dit_quant")
+
+FLOAT_DTYPES = ("F32", "F16", "BF16")
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclass
+class ConvertResult:
+    report: QuantReport
+    format: str
+    family: DetectedModel | None
+    layers: dict[str, Scheme] = field(default_factory=dict)
+
+
+def is_embedding_table(layer: str) -> bool:
+    """``nn.Embedding`` tables are 2-D ``.weight`` tensors too; they are lookups, not matmuls."""
+    last = layer.rpartition(".")[2]
+    return last.endswith("embedding") or last.endswith("embed") or last == "emb"
+
+
+def convert_file(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    scheme: Scheme,
+    *,
+    family: str = "auto",
+    preset: str = "default",
+    ignore: str | Iterable[str] | None = None,
+    fmt: str = "auto",
+    min_features: int = 16,
+    progress: ProgressFn | None = None,
+) -> ConvertResult:
+    """Quantize every eligible Linear weight of ``src`` into ``dst``.
+
+    ``family="auto"`` detects the model family from the keys (unknown → error) and applies its ``preset``
+    ignore list; ``family="none"`` skips detection and presets. ``ignore`` adds patterns (``quant.ignore``
+    syntax), matched against layer names without the checkpoint's key prefix.
+    """
+    src, dst = str(src), str(dst)
+    if os.path.abspath(src) == os.path.abspath(dst):
+        raise ValueError(f"{src}: output must be a different file than the input")
+    header = read_header(src)
+    existing = detect_format(header)
+    if existing != "plain":
+        raise CheckpointError(f"{src}: already quantized ({existing} format); load it as it is instead of "
+                              "converting it again")
+    detected = None if family == "none" else detect_family(header.shapes())
+    prefix = detected.prefix if detected else ""
+    patterns = parse_ignore(ignore)
+    if detected is not None and preset != "none":
+        patterns += preset_ignore(detected.family, preset, naming=detected.naming, num_blocks=detected.num_blocks)
+    matcher = IgnoreMatcher(patterns)
+
+    report = QuantReport(scheme=scheme.describe())
+    report.bytes_before = sum(i.nbytes for i in header.tensors.values())
+    layers: dict[str, Scheme] = {}
+    for key, info in header.tensors.items():
+        if not key.endswith(".weight") or len(info.shape) != 2 or info.dtype not in FLOAT_DTYPES:
+            continue
+        layer = key[: -len(".weight")]
+        short = layer[len(prefix):] if layer.startswith(prefix) else layer
+        shape = (info.shape[0], info.shape[1])
+        pattern = matcher.match(short)
+        if pattern is not None:
+            reason = f"ignored by pattern {pattern!r}"
+        elif is_embedding_table(short):
+            reason = "embedding table"
+        elif min(shape) < min_features:
+            reason = f"smaller than min_features={min_features}"
+        else:
+            reason = scheme.unsupported_reason(*shape) or ""
+        if reason:
+            report.skipped.append(LayerRecord(layer, shape, reason=reason))
+        else:
+            layers[layer] = scheme
+            report.quantized.append(LayerRecord(layer, shape, scheme.name, "offline"))
+
+    native = comfy_native.native_config(scheme, tuple(scheme.empty_tensors(16, 16)["weight_scale"].shape))
+    out_fmt = resolve_write_format(fmt, native is not None)
+    marker = comfy_native.encode_config(native) if out_fmt == "comfy_quant" and native else None
+
+    plan: list[tuple[str, torch.dtype, tuple[int, ...]]] = []
+    for key in sorted(header.tensors):
+        info = header.tensors[key]
+        layer = key[: -len(".weight")] if key.endswith(".weight") else None
+        if layer in layers:
+            stored = scheme.empty_tensors(*info.shape)
+            if marker is not None:
+                stored["weight_scale"] = comfy_native.scale_to_disk(native, stored["weight_scale"])
+            plan += [(f"{layer}.{part}", t.dtype, tuple(t.shape)) for part, t in stored.items()]
+            if marker is not None:
+                plan.append((layer + comfy_native.MARKER_SUFFIX, torch.uint8, tuple(marker.shape)))
+        else:
+            if info.torch_dtype is None:
+                raise CheckpointError(f"{src}: key {key!r} has unsupported dtype {info.dtype}")
+            plan.append((key, info.torch_dtype, info.shape))
+
+    metadata = dict(header.metadata)
+    metadata["quantized_by"] = "comfyui-dit-quant"
+    if out_fmt == "dit_quant":
+        metadata.update(pack_metadata(layers))
+
+    done = 0
+    with open(src, "rb") as fin, atomic_output(dst) as fout:
+        writer = SafetensorsWriter(fout, plan, metadata)
+        for key in sorted(header.tensors):
+            tensor = read_tensor(fin, header, key)
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise CheckpointError(f"{src}: key {key!r} contains NaN or inf; refusing to quantize")
+            layer = key[: -len(".weight")] if key.endswith(".weight") else None
+            if layer not in layers:
+                writer.write(key, tensor)
+                continue
+            try:
+                stored = scheme.quantize(tensor)
+            except NonFiniteWeightError as e:
+                raise CheckpointError(f"{src}: key {key!r}: {e}") from e
+            if marker is not None:
+                stored["weight_scale"] = comfy_native.scale_to_disk(native, stored["weight_scale"])
+            for part, t in stored.items():
+                writer.write(f"{layer}.{part}", t)
+            if marker is not None:
+                writer.write(layer + comfy_native.MARKER_SUFFIX, marker)
+            done += 1
+            if progress is not None:
+                progress(done, len(layers), layer)
+            del tensor, stored
+        writer.close()
+    report.bytes_after = sum(torch.Size(shape).numel() * dtype.itemsize for _, dtype, shape in plan)
+    log.info("%s -> %s: %d layers quantized (%s), %d kept, format %s", src, dst, len(layers),
+             scheme.describe(), len(report.skipped), out_fmt)
+    return ConvertResult(report, out_fmt, detected, layers)

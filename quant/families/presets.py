@@ -1,0 +1,24 @@
+"""Ready-made ignore lists per family, written in the ``quant.ignore`` pattern syntax.
+
+``default``: embedders (patch, time, text, image), modulation layers (M = batch size) and the final
+projection/head stay in high precision. ``quality``: ``default`` plus, for Qwen-Image, every ``img_mlp``;
+for Wan and HunyuanVideo 1.5 the first and (when ``num_blocks`` is given) the last transformer block.
+``none``: nothing.
+"""
+
+from __future__ import annotations
+
+from .registry import get_family
+from .spec import NAMINGS, PRESETS
+
+
+def preset_ignore(
+    family: str, preset: str, naming: str = "comfyui", num_blocks: int | None = None
+) -> list[str]:
+    """Ignore patterns of ``preset`` for ``family`` in ``naming`` ("comfyui" or "diffusers") key names."""
+    spec = get_family(family)
+    if preset not in PRESETS:
+        raise ValueError(f"unknown ignore preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if naming not in NAMINGS:
+        raise ValueError(f"unknown naming {naming!r}; choose one of {', '.join(NAMINGS)}")
+    return spec.preset(preset, naming, num_blocks)
