@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .families import DetectedModel, detect_family, preset_ignore
+from .families import DetectedModel, detect_family
 from .formats import comfy_native
 from .formats.io import detect_format, resolve_write_format
 from .formats.pack_format import pack_metadata
@@ -25,13 +25,12 @@ from .formats.safetensors_io import (
     read_header,
     read_tensor,
 )
-from .ignore import IgnoreMatcher, parse_ignore
-from .report import LayerRecord, QuantReport
+from .plan import is_embedding_table, plan_state_dict  # noqa: F401  (is_embedding_table: re-export)
+from .report import QuantReport
 from .schemes import NonFiniteWeightError, Scheme
 
 log = logging.getLogger("comfyui_dit_quant")
 
-FLOAT_DTYPES = ("F32", "F16", "BF16")
 ProgressFn = Callable[[int, int, str], None]
 
 
@@ -41,12 +40,6 @@ class ConvertResult:
     format: str
     family: DetectedModel | None
     layers: dict[str, Scheme] = field(default_factory=dict)
-
-
-def is_embedding_table(layer: str) -> bool:
-    """``nn.Embedding`` tables are 2-D ``.weight`` tensors too; they are lookups, not matmuls."""
-    last = layer.rpartition(".")[2]
-    return last.endswith("embedding") or last.endswith("embed") or last == "emb"
 
 
 def convert_file(
@@ -76,35 +69,10 @@ def convert_file(
         raise CheckpointError(f"{src}: already quantized ({existing} format); load it as it is instead of "
                               "converting it again")
     detected = None if family == "none" else detect_family(header.shapes())
-    prefix = detected.prefix if detected else ""
-    patterns = parse_ignore(ignore)
-    if detected is not None and preset != "none":
-        patterns += preset_ignore(detected.family, preset, naming=detected.naming, num_blocks=detected.num_blocks)
-    matcher = IgnoreMatcher(patterns)
-
-    report = QuantReport(scheme=scheme.describe())
+    shapes = {k: (i.shape, i.torch_dtype) for k, i in header.tensors.items()}
+    names, report = plan_state_dict(shapes, scheme, detected, preset, ignore, min_features)
+    layers: dict[str, Scheme] = dict.fromkeys(names, scheme)
     report.bytes_before = sum(i.nbytes for i in header.tensors.values())
-    layers: dict[str, Scheme] = {}
-    for key, info in header.tensors.items():
-        if not key.endswith(".weight") or len(info.shape) != 2 or info.dtype not in FLOAT_DTYPES:
-            continue
-        layer = key[: -len(".weight")]
-        short = layer[len(prefix):] if layer.startswith(prefix) else layer
-        shape = (info.shape[0], info.shape[1])
-        pattern = matcher.match(short)
-        if pattern is not None:
-            reason = f"ignored by pattern {pattern!r}"
-        elif is_embedding_table(short):
-            reason = "embedding table"
-        elif min(shape) < min_features:
-            reason = f"smaller than min_features={min_features}"
-        else:
-            reason = scheme.unsupported_reason(*shape) or ""
-        if reason:
-            report.skipped.append(LayerRecord(layer, shape, reason=reason))
-        else:
-            layers[layer] = scheme
-            report.quantized.append(LayerRecord(layer, shape, scheme.name, "offline"))
 
     native = comfy_native.native_config(scheme, tuple(scheme.empty_tensors(16, 16)["weight_scale"].shape))
     out_fmt = resolve_write_format(fmt, native is not None)

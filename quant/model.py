@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from ..kernels.dispatch import backend_for
-from .ignore import IgnoreMatcher, parse_ignore
 from .linear import QuantLinear
+from .plan import build_matcher, skip_reason
 from .report import LayerRecord, QuantReport
 from .schemes import NonFiniteWeightError, Scheme
 
@@ -49,19 +49,13 @@ def quantize_model(
     layers with a dimension below ``min_features`` and layers the scheme cannot take. A weight with NaN/inf
     raises ``NonFiniteWeightError`` naming the layer, before anything is changed.
     """
-    matcher = IgnoreMatcher(parse_ignore(ignore))
+    matcher = build_matcher(None, "none", ignore)
     report = QuantReport(scheme=scheme.describe(), bytes_before=tensor_bytes(module))
     linears = [(n, m) for n, m in module.named_modules() if isinstance(m, nn.Linear)]
     plan: list[tuple[str, nn.Linear]] = []
     for name, lin in linears:
         shape = (lin.out_features, lin.in_features)
-        pattern = matcher.match(name)
-        if pattern is not None:
-            reason = f"ignored by pattern {pattern!r}"
-        elif min(shape) < min_features:
-            reason = f"smaller than min_features={min_features}"
-        else:
-            reason = scheme.unsupported_reason(*shape) or ""
+        reason = skip_reason(name, shape, matcher, scheme, min_features)
         if reason:
             report.skipped.append(LayerRecord(name, shape, reason=reason))
             continue

@@ -1,0 +1,77 @@
+"""Which Linear layers a scheme quantizes, and why the others stay in high precision.
+
+One set of rules for every path: ``quantize_model`` (modules), the streaming file converter and the ComfyUI
+loaders (state-dict shapes). A layer is kept when it matches the ignore list (the family preset plus the user's
+patterns), is an embedding table, has a dimension below ``min_features`` or has a shape the scheme cannot take.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import torch
+
+from .families import DetectedModel, preset_ignore
+from .ignore import IgnoreMatcher, parse_ignore
+from .report import LayerRecord, QuantReport
+from .schemes import Scheme
+
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def build_matcher(detected: DetectedModel | None, preset: str = "default",
+                  ignore: str | Iterable[str] | None = None) -> IgnoreMatcher:
+    """The user's patterns plus the detected family's preset (none when the family is unknown)."""
+    patterns = parse_ignore(ignore)
+    if detected is not None and preset != "none":
+        patterns += preset_ignore(detected.family, preset, naming=detected.naming, num_blocks=detected.num_blocks)
+    return IgnoreMatcher(patterns)
+
+
+def is_embedding_table(layer: str) -> bool:
+    """``nn.Embedding`` tables are 2-D ``.weight`` tensors too; they are lookups, not matmuls."""
+    last = layer.rpartition(".")[2]
+    return last.endswith("embedding") or last.endswith("embed") or last == "emb"
+
+
+def skip_reason(name: str, shape: tuple[int, int], matcher: IgnoreMatcher, scheme: Scheme,
+                min_features: int = 16) -> str:
+    """Why the layer ``name`` (without key prefix) of ``shape`` [N, K] stays high precision; "" to quantize."""
+    pattern = matcher.match(name)
+    if pattern is not None:
+        return f"ignored by pattern {pattern!r}"
+    if min(shape) < min_features:
+        return f"smaller than min_features={min_features}"
+    return scheme.unsupported_reason(*shape) or ""
+
+
+def plan_state_dict(
+    shapes: Mapping[str, tuple[Sequence[int], torch.dtype | None]],
+    scheme: Scheme,
+    detected: DetectedModel | None,
+    preset: str = "default",
+    ignore: str | Iterable[str] | None = None,
+    min_features: int = 16,
+) -> tuple[list[str], QuantReport]:
+    """Layers (full keys without ``.weight``) to quantize from key → (shape, dtype), and the report of the rest.
+
+    Layer names are matched without ``detected.prefix``; the report names layers by their full key.
+    """
+    prefix = detected.prefix if detected else ""
+    matcher = build_matcher(detected, preset, ignore)
+    report = QuantReport(scheme=scheme.describe())
+    layers: list[str] = []
+    for key, (shape, dtype) in shapes.items():
+        if not key.endswith(".weight") or len(shape) != 2 or dtype not in FLOAT_DTYPES:
+            continue
+        layer = key[: -len(".weight")]
+        short = layer[len(prefix):] if prefix and layer.startswith(prefix) else layer
+        nk = (int(shape[0]), int(shape[1]))
+        reason = "embedding table" if is_embedding_table(short) and not matcher.match(short) else ""
+        reason = reason or skip_reason(short, nk, matcher, scheme, min_features)
+        if reason:
+            report.skipped.append(LayerRecord(layer, nk, reason=reason))
+        else:
+            layers.append(layer)
+            report.quantized.append(LayerRecord(layer, nk, scheme.name))
+    return layers, report
