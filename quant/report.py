@@ -27,7 +27,8 @@ class QuantReport:
     def backends(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for rec in self.quantized:
-            counts[rec.backend] = counts.get(rec.backend, 0) + 1
+            if rec.backend:  # empty for offline conversion: no kernel runs
+                counts[rec.backend] = counts.get(rec.backend, 0) + 1
         return counts
 
     def summary(self, max_skipped: int = 12) -> str:
@@ -39,7 +40,7 @@ class QuantReport:
             f"weights: {self.bytes_before / gb:.3f} GB -> {self.bytes_after / gb:.3f} GB"
             + (f" ({self.bytes_after / self.bytes_before:.0%})" if self.bytes_before else ""),
         ]
-        if self.quantized:
+        if self.backends():
             lines.append("backend: " + ", ".join(f"{b} x{n}" for b, n in sorted(self.backends().items())))
         for rec in self.skipped[:max_skipped]:
             lines.append(f"  kept {rec.name} {list(rec.shape)}: {rec.reason}")
