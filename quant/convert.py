@@ -25,7 +25,7 @@ from .formats.safetensors_io import (
     read_header,
     read_tensor,
 )
-from .plan import is_embedding_table, plan_state_dict  # noqa: F401  (is_embedding_table: re-export)
+from .plan import plan_state_dict
 from .report import QuantReport
 from .schemes import NonFiniteWeightError, Scheme
 

@@ -66,7 +66,8 @@ def quantize_model(
     for i, (name, lin) in enumerate(plan):
         q = QuantLinear.from_linear(lin, scheme, backend=backend)
         _set_submodule(module, name, q)
-        used = backend_for(q.weight.device, scheme.name, q.out_features, q.in_features, backend)
+        used = backend_for(q.weight.device, scheme.name, q.out_features, q.in_features, backend,
+                           *(scheme.block or (0, 0)))
         report.quantized.append(LayerRecord(name, (q.out_features, q.in_features), scheme.name, used))
         if progress is not None:
             progress(i + 1, len(plan), name)

@@ -1,0 +1,148 @@
+"""Scaled GEMMs in Triton: ``C = (A * a_scale) @ (B * b_scale).T + bias``, B stored [N, K] (codes).
+
+One kernel, three uses (constexpr flags):
+
+- block-scaled FP8: ``1 x bk`` A scales x ``bn x bk`` B scales, fp32 promotion every scale group of K
+  (``acc += dot(a, b) * sa[:, None] * sb[None, :]``);
+- per-tensor / per-token x per-channel FP8 and INT8: plain accumulation (fp32, or int32 for INT8), scales in the
+  epilogue;
+- weight-only FP8: bf16/fp16 A, B codes converted exactly to A's dtype in registers, B scales per channel (epilogue)
+  or per block (promoted per group).
+
+Bias and the output dtype are fused in the epilogue; M, N and K tails are masked.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .triton_configs import GemmConfig, gemm_config
+from .triton_rounding import round_to_bf16
+
+# Decided when the kernels are decorated (as Triton decides interpretation): the interpreter's bf16 dot is wrong.
+_INTERPRETED = bool(triton.knobs.runtime.interpret)
+
+
+@triton.jit
+def _scaled_gemm_kernel(a_ptr, b_ptr, c_ptr, as_ptr, bs_ptr, bias_ptr, M, N, K,
+                        stride_am, stride_ak, stride_bn, stride_bk, stride_cm, stride_cn,
+                        stride_asm, stride_ask, stride_bsn, stride_bsk,
+                        GROUP_N: tl.constexpr, GROUP_K: tl.constexpr, PROMOTE: tl.constexpr,
+                        A_SCALED: tl.constexpr, B_TO_A: tl.constexpr, INT8: tl.constexpr, HAS_BIAS: tl.constexpr,
+                        DOT_F32: tl.constexpr,
+                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+    pid = tl.program_id(0)
+    num_m = tl.cdiv(M, BLOCK_M)
+    num_n = tl.cdiv(N, BLOCK_N)
+    group = GROUP_M * num_n
+    first_m = (pid // group) * GROUP_M
+    size_m = tl.minimum(num_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % group) % size_m
+    pid_n = (pid % group) // size_m
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    mask_m = offs_m < M
+    mask_n = offs_n < N
+    a_ptrs = a_ptr + offs_m[:, None].to(tl.int64) * stride_am + offs_k[None, :] * stride_ak
+    b_ptrs = b_ptr + offs_k[:, None] * stride_bk + offs_n[None, :].to(tl.int64) * stride_bn
+    as_row = as_ptr + offs_m * stride_asm
+    bs_col = bs_ptr + (offs_n // GROUP_N) * stride_bsn
+
+    if INT8:  # noqa: SIM108 - Triton constexpr branch
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+    else:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        mask_k = k0 + offs_k < K
+        a = tl.load(a_ptrs, mask=mask_m[:, None] & mask_k[None, :], other=0.0)
+        b = tl.load(b_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+        if B_TO_A:
+            b = b.to(a.dtype)
+        if DOT_F32:  # interpreter only: its bf16 dot multiplies raw bits
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
+        if PROMOTE:
+            kg = k0 // GROUP_K
+            sb = tl.load(bs_col + kg * stride_bsk, mask=mask_n, other=0.0)
+            part = tl.dot(a, b, out_dtype=tl.float32) * sb[None, :]
+            if A_SCALED:
+                sa = tl.load(as_row + kg * stride_ask, mask=mask_m, other=0.0)
+                part = part * sa[:, None]
+            acc += part
+        else:
+            acc += tl.dot(a, b)
+        a_ptrs += BLOCK_K * stride_ak
+        b_ptrs += BLOCK_K * stride_bk
+
+    out = acc.to(tl.float32)
+    if not PROMOTE:
+        out = out * tl.load(bs_col, mask=mask_n, other=0.0)[None, :]
+        if A_SCALED:
+            out = out * tl.load(as_row, mask=mask_m, other=0.0)[:, None]
+    if HAS_BIAS:
+        out += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+    c_ptrs = c_ptr + offs_m[:, None].to(tl.int64) * stride_cm + offs_n[None, :] * stride_cn
+    if c_ptr.dtype.element_ty == tl.bfloat16:
+        out = round_to_bf16(out)
+    tl.store(c_ptrs, out.to(c_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+
+
+def _strides(scale: torch.Tensor) -> tuple[int, int]:
+    """(row, group) strides of a scale tensor: [] → (0, 0); [R] or [R, 1] → (s, 0); [R, G] → its strides."""
+    if scale.dim() == 0 or scale.numel() == 1:
+        return 0, 0
+    if scale.dim() == 1 or scale.shape[1] == 1:
+        return scale.stride(0), 0
+    return scale.stride(0), scale.stride(1)
+
+
+def _launch(a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor | None, b_scale: torch.Tensor,
+            bias: torch.Tensor | None, out_dtype: torch.dtype, out: torch.Tensor | None,
+            group_n: int, group_k: int | None, weight_only: bool, cfg: GemmConfig | None) -> torch.Tensor:
+    m, k = a.shape
+    n = b.shape[0]
+    if out is None:
+        out = torch.empty((m, n), dtype=out_dtype, device=a.device)
+    cfg = cfg or gemm_config(m, n, k, group_k, weight_only)
+    if group_k is not None and group_k % cfg.block_k:
+        raise ValueError(f"BLOCK_K={cfg.block_k} must divide the scale group {group_k}")
+    b_scale = b_scale.float()
+    a_scale = b_scale if a_scale is None else a_scale.float()
+    grid = (triton.cdiv(m, cfg.block_m) * triton.cdiv(n, cfg.block_n),)
+    _scaled_gemm_kernel[grid](
+        a, b, out, a_scale, b_scale, b_scale if bias is None else bias, m, n, k,
+        a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1),
+        *_strides(a_scale), *_strides(b_scale),
+        GROUP_N=group_n, GROUP_K=group_k or cfg.block_k, PROMOTE=group_k is not None,
+        A_SCALED=not weight_only, B_TO_A=weight_only, INT8=a.dtype == torch.int8, HAS_BIAS=bias is not None,
+        DOT_F32=a.dtype == torch.bfloat16 and _INTERPRETED,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    return out
+
+
+def block_scaled_mm(a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor, b_scale: torch.Tensor,
+                    block_n: int, block_k: int, bias: torch.Tensor | None, out_dtype: torch.dtype,
+                    out: torch.Tensor | None = None, cfg: GemmConfig | None = None) -> torch.Tensor:
+    """FP8 [M, K] x FP8 [N, K]; ``a_scale`` [M, ceil(K/bk)], ``b_scale`` [ceil(N/bn), ceil(K/bk)]."""
+    return _launch(a, b, a_scale, b_scale, bias, out_dtype, out, block_n, block_k, False, cfg)
+
+
+def scaled_mm(a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor, b_scale: torch.Tensor,
+              bias: torch.Tensor | None, out_dtype: torch.dtype, out: torch.Tensor | None = None,
+              cfg: GemmConfig | None = None) -> torch.Tensor:
+    """FP8 or INT8 [M, K] x [N, K]; ``a_scale`` [] or [M, 1], ``b_scale`` [] or [N]; scales in the epilogue."""
+    return _launch(a, b, a_scale, b_scale, bias, out_dtype, out, 1, None, False, cfg)
+
+
+def weight_only_mm(x: torch.Tensor, b: torch.Tensor, b_scale: torch.Tensor, block: tuple[int, int] | None,
+                   bias: torch.Tensor | None, out_dtype: torch.dtype, out: torch.Tensor | None = None,
+                   cfg: GemmConfig | None = None) -> torch.Tensor:
+    """bf16/fp16 [M, K] x FP8 [N, K] with [] / [N] scales (epilogue) or a block grid (promoted per bk)."""
+    if block is None:
+        return _launch(x, b, None, b_scale, bias, out_dtype, out, 1, None, True, cfg)
+    return _launch(x, b, None, b_scale, bias, out_dtype, out, block[0], block[1], True, cfg)

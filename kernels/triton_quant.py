@@ -1,0 +1,111 @@
+"""Fused dynamic activation quantization (Triton): one pass over the activations writes codes and scales — FP8
+per-token and INT8 per-token (one program per row), per-tensor with a given scale, and per-token-group ``1 x g``
+(one program per row and tile of groups, held as a [groups, g] tile). Numerics follow ``kernels.reference``
+(scale = max(amax, eps) / qmax, saturate, round to nearest even)."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from . import reference as ref
+from .triton_rounding import round_half_even, round_to_e4m3
+
+CHUNK = 256  # elements loaded per loop step within a row
+GROUP_TILE = 1024  # elements per program for per-group quantization
+
+
+@triton.jit
+def _quant_kernel(x_ptr, q_ptr, s_ptr, K, GROUP, stride_xm, stride_qm, stride_sm, stride_sg, qmax, eps,
+                  FIXED_SCALE: tl.constexpr, INT8: tl.constexpr, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    g = tl.program_id(1)
+    start = g * GROUP
+    x_row = x_ptr + row * stride_xm
+    q_row = q_ptr + row * stride_qm
+    offs = tl.arange(0, BLOCK)
+    if FIXED_SCALE:
+        scale = tl.load(s_ptr).to(tl.float32)
+    else:
+        amax = tl.zeros([BLOCK], dtype=tl.float32)
+        for off in range(0, GROUP, BLOCK):
+            cols = start + off + offs
+            mask = (cols < K) & (off + offs < GROUP)
+            v = tl.load(x_row + cols, mask=mask, other=0.0).to(tl.float32)
+            amax = tl.maximum(amax, tl.abs(v))
+        scale = tl.maximum(tl.max(amax, axis=0), eps) / qmax
+        tl.store(s_ptr + row * stride_sm + g * stride_sg, scale)
+    for off in range(0, GROUP, BLOCK):
+        cols = start + off + offs
+        mask = (cols < K) & (off + offs < GROUP)
+        v = tl.load(x_row + cols, mask=mask, other=0.0).to(tl.float32)
+        y = v / scale
+        if INT8:
+            y = tl.minimum(tl.maximum(round_half_even(y), -qmax), qmax)
+        else:
+            y = round_to_e4m3(tl.minimum(tl.maximum(y, -qmax), qmax))
+        tl.store(q_row + cols, y.to(q_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _quant_groups_kernel(x_ptr, q_ptr, s_ptr, K, num_groups, stride_xm, stride_qm, stride_sm, stride_sg, eps,
+                         GROUP: tl.constexpr, GROUPS_PER_PROGRAM: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    gs = tl.program_id(1) * GROUPS_PER_PROGRAM + tl.arange(0, GROUPS_PER_PROGRAM)
+    cols = gs[:, None] * GROUP + tl.arange(0, GROUP)[None, :]
+    mask = cols < K
+    v = tl.load(x_ptr + row * stride_xm + cols, mask=mask, other=0.0).to(tl.float32)
+    scale = tl.maximum(tl.max(tl.abs(v), axis=1), eps) / 448.0
+    tl.store(s_ptr + row * stride_sm + gs * stride_sg, scale, mask=gs < num_groups)
+    y = round_to_e4m3(tl.minimum(tl.maximum(v / scale[:, None], -448.0), 448.0))
+    tl.store(q_ptr + row * stride_qm + cols, y.to(q_ptr.dtype.element_ty), mask=mask)
+
+
+def _launch(x: torch.Tensor, group: int, dtype: torch.dtype, scale: torch.Tensor, fixed: bool,
+            stride_sm: int, stride_sg: int) -> torch.Tensor:
+    m, k = x.shape
+    x = x if x.stride(-1) == 1 else x.contiguous()
+    q = torch.empty((m, k), dtype=dtype, device=x.device)
+    int8 = dtype == torch.int8
+    grid = (m, ref.ceil_div(k, group))
+    _quant_kernel[grid](x, q, scale, k, group, x.stride(0), q.stride(0), stride_sm, stride_sg,
+                        ref.INT8_MAX if int8 else ref.FP8_MAX, ref.AMAX_EPS, FIXED_SCALE=fixed, INT8=int8,
+                        BLOCK=min(CHUNK, triton.next_power_of_2(group)))
+    return q
+
+
+def quant_fp8_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[M, K] → e4m3 codes, float32 scales [M, 1]."""
+    s = torch.empty((x.shape[0], 1), dtype=torch.float32, device=x.device)
+    return _launch(x, x.shape[1], ref.FP8_DTYPE, s, False, 1, 0), s
+
+
+def quant_int8_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[M, K] → int8 codes in [-127, 127], float32 scales [M, 1]."""
+    s = torch.empty((x.shape[0], 1), dtype=torch.float32, device=x.device)
+    return _launch(x, x.shape[1], torch.int8, s, False, 1, 0), s
+
+
+def quant_fp8_per_group(x: torch.Tensor, group: int, m_major: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """[M, K] → e4m3 codes, float32 scales [M, ceil(K/group)] (row-major, or M-major for cuBLAS blockwise).
+    ``group`` is a power of two (the scheme's block width)."""
+    m, k = x.shape
+    g = ref.ceil_div(k, group)
+    x = x if x.stride(-1) == 1 else x.contiguous()
+    q = torch.empty((m, k), dtype=ref.FP8_DTYPE, device=x.device)
+    s = torch.empty((g, m), dtype=torch.float32, device=x.device).t() if m_major else \
+        torch.empty((m, g), dtype=torch.float32, device=x.device)
+    per_program = min(triton.next_power_of_2(g), max(1, GROUP_TILE // group))
+    grid = (m, triton.cdiv(g, per_program))
+    _quant_groups_kernel[grid](x, q, s, k, g, x.stride(0), q.stride(0), s.stride(0), s.stride(1), ref.AMAX_EPS,
+                               GROUP=group, GROUPS_PER_PROGRAM=per_program)
+    return q, s
+
+
+def quant_fp8_per_tensor(x: torch.Tensor, scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """[M, K] → e4m3 codes with one scale [] (dynamic: amax / 448 computed by torch, one extra read)."""
+    if scale is None:
+        scale = ref.amax_to_scale(x.abs().amax(), ref.FP8_MAX)
+    scale = scale.to(device=x.device, dtype=torch.float32).reshape(())
+    return _launch(x, x.shape[1], ref.FP8_DTYPE, scale, True, 0, 0), scale

@@ -1,0 +1,14 @@
+"""The V3 extension ComfyUI gets from ``comfy_entrypoint``."""
+
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from .fp8_storage import ApplyFP8StorageCLIP, ApplyFP8StorageVAE
+from .load_dit import LoadFP8DiT
+from .save_dit import SaveQuantizedDiT
+
+
+class DiTQuantExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return [LoadFP8DiT, SaveQuantizedDiT, ApplyFP8StorageVAE, ApplyFP8StorageCLIP]

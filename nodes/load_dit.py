@@ -1,0 +1,178 @@
+"""Node "Load FP8 DiT": a diffusion model file → a quantized ComfyUI MODEL.
+
+A high-precision file is quantized layer by layer as it loads (progress bar, interruptible); an already
+quantized file (this pack's format, ComfyUI's ``comfy_quant`` or legacy ``scaled_fp8``) loads as it is.
+"""
+
+from __future__ import annotations
+
+import comfy.model_management as mm
+import comfy.sd
+import comfy.utils
+import folder_paths
+import torch
+from comfy_api.latest import io, ui
+
+from ..kernels.dispatch import BACKENDS, backend_for
+from ..quant.families import UnknownFamilyError, detect_family
+from ..quant.formats.io import detect_format, read_checkpoint
+from ..quant.formats.safetensors_io import read_header
+from ..quant.plan import plan_state_dict
+from ..quant.report import LayerRecord, QuantReport
+from ..quant.schemes import DEFAULT_BLOCK, format_block_size, parse_block_size
+from .layer_state import checkpoint_to_state_dict
+from .load_plan import quantize_state_dict
+from .ops import make_ops
+from .scheme_choice import SCHEME_LABELS, auto_scheme_name, build_scheme
+
+PRESET_CHOICES = {"family default": "default", "none": "none", "quality": "quality"}
+DTYPE_CHOICES = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+DEFAULT_BLOCK_TEXT = format_block_size(DEFAULT_BLOCK)
+
+
+def _compute_dtype(choice: str, device: torch.device) -> torch.dtype:
+    dtype = DTYPE_CHOICES[choice]
+    if dtype is None:
+        return torch.bfloat16 if mm.should_use_bf16(device) else torch.float32
+    return dtype
+
+
+def _progress(total: int):
+    bar = comfy.utils.ProgressBar(total)
+
+    def update(done: int, n: int, layer: str) -> None:
+        mm.throw_exception_if_processing_interrupted()
+        bar.update_absolute(done, n)
+
+    return update
+
+
+def _load_plain(path: str, label: str, block_size: str, preset: str, ignored: str, device: torch.device,
+                notes: list[str]) -> tuple[dict, dict | None, QuantReport, str]:
+    if label == "auto":
+        cap = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+        label, why = auto_scheme_name(device.type, cap)
+        notes.append(f"auto scheme: {label} ({why})")
+    scheme = build_scheme(label, block_size)
+    header = read_header(path)
+    try:
+        detected = detect_family(header.shapes())
+    except UnknownFamilyError:
+        if preset != "none":
+            raise ValueError(f"{path}: not a Wan / Qwen-Image / HunyuanVideo 1.5 model, so there is no family "
+                             "preset for it; set preset to 'none' (and list layers to keep in ignored_layers) "
+                             "to quantize it anyway") from None
+        detected = None
+    family = detected.describe() if detected else "unknown family (no preset)"
+    sd, metadata = comfy.utils.load_torch_file(path, return_metadata=True)
+    layers, report = plan_state_dict({k: (tuple(v.shape), v.dtype) for k, v in sd.items()}, scheme, detected,
+                                      PRESET_CHOICES[preset], ignored)
+    report.bytes_before = sum(v.numel() * v.element_size() for v in sd.values())
+    mm.throw_exception_if_processing_interrupted()
+    quantize_state_dict(sd, layers, scheme, device=device, progress=_progress(len(layers)))
+    report.bytes_after = sum(v.numel() * v.element_size() for v in sd.values())
+    return sd, metadata, report, family
+
+
+def _load_quantized(path: str, fmt: str, widgets: dict[str, bool], notes: list[str]
+                    ) -> tuple[dict, dict | None, QuantReport, str]:
+    ignored = [name for name, changed in widgets.items() if changed]
+    if ignored:
+        notes.append(f"file is already quantized ({fmt}): {', '.join(ignored)} not applied")
+    ckpt = read_checkpoint(path)
+    try:
+        family = detect_family({k: tuple(v.shape) for k, v in ckpt.tensors.items()}).describe()
+    except UnknownFamilyError:
+        family = "unknown family"
+    schemes = sorted({s.describe() for s in ckpt.layers.values()})
+    report = QuantReport(scheme=", ".join(schemes) + f" (from file, {fmt})")
+    for name, scheme in ckpt.layers.items():
+        report.quantized.append(LayerRecord(name, tuple(ckpt.tensors[f"{name}.weight"].shape), scheme.name))
+    hp_bytes = 0
+    for key, t in ckpt.tensors.items():
+        layer = key.rpartition(".")[0]
+        if key.endswith(".weight") and t.dim() == 2 and layer not in ckpt.layers:
+            report.skipped.append(LayerRecord(layer, tuple(t.shape), reason="high precision in file"))
+        hp_bytes += t.numel() * (2 if layer in ckpt.layers and key.endswith(".weight") else t.element_size())
+    report.bytes_before = hp_bytes
+    report.bytes_after = sum(t.numel() * t.element_size() for t in ckpt.tensors.values())
+    notes.append("GB before = the same weights in 16 bits")
+    return checkpoint_to_state_dict(ckpt), ckpt.metadata, report, family
+
+
+def _record_backends(report: QuantReport, dm: torch.nn.Module, device: torch.device, backend: str) -> None:
+    """The backend the dispatch picks on the load device, per quantized layer of the built model."""
+    layers = {n: m for n, m in dm.named_modules() if getattr(m, "scheme", None) is not None}
+    for rec in report.quantized:
+        m = layers.get(rec.name) or layers.get(rec.name.rpartition("diffusion_model.")[2])
+        if m is not None:
+            rec.backend = backend_for(device, m.scheme.name, m.out_features, m.in_features, backend,
+                                      *(m.scheme.block or (0, 0)))
+
+
+class LoadFP8DiT(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DiTQuantLoadFP8DiT",
+            display_name="Load FP8 DiT",
+            category="loaders/quantized",
+            description="Load a Wan / Qwen-Image / HunyuanVideo 1.5 diffusion model quantized to FP8 or INT8. "
+                        "High-precision files are quantized while loading; quantized files load as they are.",
+            inputs=[
+                io.Combo.Input("unet_name", options=folder_paths.get_filename_list("diffusion_models"),
+                               tooltip="Diffusion model file from models/diffusion_models (bf16/fp16/fp32, "
+                                       "this pack's format, or ComfyUI's fp8/int8 formats)."),
+                io.Combo.Input("scheme", options=list(SCHEME_LABELS), default="auto",
+                               tooltip="How a high-precision file is quantized. auto picks the best scheme for "
+                                       "your GPU and says which. Ignored for already-quantized files."),
+                io.String.Input("block_size", default=DEFAULT_BLOCK_TEXT,
+                                tooltip="Weight block size BNxBK for the block schemes (powers of two, 16-1024)."),
+                io.Combo.Input("preset", options=list(PRESET_CHOICES), default="family default",
+                               tooltip="Layers kept in high precision: the family's defaults (embedders, "
+                                       "modulation, head), none, or quality (also first/last blocks, "
+                                       "Qwen-Image img_mlp)."),
+                io.String.Input("ignored_layers", default="", multiline=True,
+                                tooltip="More layers to keep in high precision, comma or newline separated: "
+                                        "names, globs (blocks.*.ffn.*) or re:<regex>; # starts a comment."),
+                io.Combo.Input("compute_dtype", options=list(DTYPE_CHOICES), default="auto",
+                               tooltip="Dtype of activations and of the layers kept in high precision. auto: "
+                                       "bf16 where the device supports it, else fp32."),
+                io.Combo.Input("backend", options=list(BACKENDS), default="auto",
+                               tooltip="Kernel backend for the quantized matmuls; auto picks per GPU and falls "
+                                       "back (with a log line) when the requested one cannot run."),
+            ],
+            outputs=[io.Model.Output(display_name="MODEL")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, block_size: str) -> bool | str:
+        try:
+            parse_block_size(block_size)
+        except ValueError as e:
+            return str(e)
+        return True
+
+    @classmethod
+    def execute(cls, unet_name: str, scheme: str, block_size: str, preset: str, ignored_layers: str,
+                compute_dtype: str, backend: str) -> io.NodeOutput:
+        path = folder_paths.get_full_path_or_raise("diffusion_models", unet_name)
+        device = mm.get_torch_device()
+        notes: list[str] = []
+        fmt = detect_format(read_header(path))
+        if fmt == "plain":
+            sd, metadata, report, family = _load_plain(path, scheme, block_size, preset, ignored_layers, device,
+                                                       notes)
+        else:
+            widgets = {"scheme": scheme != "auto", "block_size": parse_block_size(block_size) != DEFAULT_BLOCK,
+                       "preset": preset != "family default", "ignored_layers": bool(ignored_layers.strip())}
+            sd, metadata, report, family = _load_quantized(path, fmt, widgets, notes)
+        dtype = _compute_dtype(compute_dtype, device)
+        options = {"custom_operations": make_ops(backend), "dtype": dtype}
+        patcher = comfy.sd.load_diffusion_model_state_dict(sd, model_options=options, metadata=metadata)
+        if patcher is None:
+            raise RuntimeError(f"ComfyUI could not detect the model type of {path}")
+        _record_backends(report, patcher.model.diffusion_model, device, backend)
+        report.notes.extend([*notes, f"compute dtype: {str(dtype).removeprefix('torch.')}"])
+        text = f"{unet_name}\nfamily: {family}\n{report.summary()}"
+        return io.NodeOutput(patcher, ui=ui.PreviewText(text))

@@ -1,0 +1,133 @@
+"""Under ComfyUI's Python: run this pack's nodes in-process on a tiny Wan model (CPU) and compare with stock.
+
+argv: REPO_ROOT MODELS_DIR OUTPUT_DIR CASE. Cases: ``schemes`` (each scheme through KSampler vs stock bf16),
+``lora`` (LoraLoaderModelOnly on bf16 and quantized, then unpatched), ``save`` (Save Quantized DiT → stock
+UNETLoader), ``repeat`` (same file loaded twice, each sampled twice). Prints one JSON line last.
+"""
+
+import json
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.environ["COMFYUI_PATH"])
+from comfy.cli_args import args  # noqa: E402
+
+args.cpu = True
+
+import folder_paths  # noqa: E402
+import torch  # noqa: E402
+
+import nodes  # noqa: E402
+
+repo, models_dir, out_dir, case = sys.argv[1:5]
+pkg_parent = tempfile.mkdtemp()
+os.symlink(repo, os.path.join(pkg_parent, "comfyui_dit_quant"))
+sys.path.insert(0, pkg_parent)
+from comfyui_dit_quant.nodes.load_dit import LoadFP8DiT  # noqa: E402
+from comfyui_dit_quant.nodes.save_dit import SaveQuantizedDiT  # noqa: E402
+
+folder_paths.add_model_folder_path("diffusion_models", models_dir, is_default=True)
+folder_paths.add_model_folder_path("loras", models_dir, is_default=True)
+folder_paths.set_output_directory(out_dir)
+BF16 = "tiny_wan_bf16.safetensors"
+
+
+def cond(seed: int) -> list:
+    return [[torch.randn(1, 8, 4096, generator=torch.Generator().manual_seed(seed)), {}]]
+
+
+def sample(model) -> torch.Tensor:
+    latent = {"samples": torch.zeros(1, 16, 1, 8, 8)}
+    (out,) = nodes.common_ksampler(model, 7, 2, 2.0, "euler", "simple", cond(1), cond(2), latent)
+    return out["samples"].float().flatten()
+
+
+def cos(a: torch.Tensor, b: torch.Tensor) -> float:
+    return torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0).item()
+
+
+def load(scheme: str = "auto", name: str = BF16, **kw):
+    widgets = {"unet_name": name, "scheme": scheme, "block_size": "128x128", "preset": "family default",
+               "ignored_layers": "", "compute_dtype": "auto", "backend": "auto", **kw}
+    res = LoadFP8DiT.execute(**widgets)
+    return res.args[0], res.ui.as_dict()["text"][0]
+
+
+def stock(name: str = BF16):
+    return nodes.UNETLoader().load_unet(name, "default")[0]
+
+
+result: dict = {}
+if case == "schemes":
+    ref = sample(stock())
+    for label in ("auto", "fp8 per-tensor", "fp8 per-token x channel", "fp8 block", "fp8 weight-only (per-channel)",
+                  "fp8 weight-only (block)", "int8 W8A8"):
+        model, text = load(label, block_size="64x64")
+        out = sample(model)
+        kinds = sorted({type(m).__name__ for m in model.model.diffusion_model.modules()
+                        if getattr(m, "scheme", None) is not None})
+        n_q = sum(getattr(m, "scheme", None) is not None for m in model.model.diffusion_model.modules())
+        result[label] = {"cosine": cos(out, ref), "finite": bool(torch.isfinite(out).all()), "quantized": n_q,
+                         "op_classes": kinds, "summary": text}
+elif case == "lora":
+    lora_name = sys.argv[5]
+    res = {}
+    for kind in ("bf16", "fp8 per-token x channel", "fp8 block", "int8 W8A8", "fp8 per-tensor"):
+        model = stock() if kind == "bf16" else load(kind, block_size="64x64")[0]
+        base = sample(model)
+        (patched,) = nodes.LoraLoaderModelOnly().load_lora_model_only(model, lora_name, 3.0)
+        with_lora = sample(patched)
+        again = sample(model)  # the LoRA clone was patched into the shared module, then unpatched
+        res[kind] = (base, with_lora, again)
+    b_base, b_lora, _ = res["bf16"]
+    for kind, (base, with_lora, again) in res.items():
+        result[kind] = {"lora_vs_bf16_lora": cos(with_lora, b_lora), "delta_cosine": cos(with_lora - base,
+                        b_lora - b_base), "delta_norm_ratio": ((with_lora - base).norm() / (b_lora - b_base).norm())
+                        .item(), "lora_changed": (with_lora - base).norm().item() / base.norm().item(),
+                        "unpatched_identical": bool(torch.equal(again, base))}
+elif case == "lowvram":
+    from comfy.model_patcher import LowVramPatch
+
+    lora_name = sys.argv[5]
+    for kind in ("int8 W8A8", "fp8 block"):
+        model = load(kind, block_size="64x64")[0]
+        (patched,) = nodes.LoraLoaderModelOnly().load_lora_model_only(model, lora_name, 3.0)
+        layer = patched.model.diffusion_model.blocks[0].ffn[0]
+        x = torch.randn(4, 256, generator=torch.Generator().manual_seed(5))
+        plain = layer(x)
+        layer.weight_function = [LowVramPatch("diffusion_model.blocks.0.ffn.0.weight", patched.patches)]
+        on_the_fly = layer(x)
+        del layer.weight_function
+        patched.patch_model()
+        baked = layer(x)
+        patched.unpatch_model()
+        result[kind] = {"delta_cosine": cos(on_the_fly - plain, baked - plain),
+                        "changed": ((baked - plain).norm() / plain.norm()).item(),
+                        "restored_identical": bool(torch.equal(layer(x), plain))}
+elif case == "save":
+    for label in ("fp8 per-tensor", "int8 W8A8", "fp8 block"):
+        model, _ = load(label, block_size="64x64")
+        ours = sample(model)
+        ui = SaveQuantizedDiT.execute(model, f"diffusion_models/tiny_{label.split()[0]}_{label.split()[-1]}",
+                                      "auto").ui.as_dict()["text"][0]
+        saved = [f for f in os.listdir(os.path.join(out_dir, "diffusion_models"))
+                 if f.startswith(f"tiny_{label.split()[0]}_{label.split()[-1]}")]
+        path = os.path.join(out_dir, "diffusion_models", saved[0])
+        folder_paths.add_model_folder_path("diffusion_models", os.path.dirname(path))
+        entry = {"text": ui, "file": saved[0]}
+        try:
+            st = stock(saved[0])
+            entry["stock_cosine"] = cos(sample(st), ours)
+        except Exception as e:  # block FP8 has no native format: stock ComfyUI cannot run it
+            entry["stock_error"] = f"{type(e).__name__}: {e}"[:300]
+        again, _ = load(name=saved[0])
+        entry["reload_identical"] = bool(torch.equal(sample(again), ours))
+        result[label] = entry
+elif case == "repeat":
+    outs = []
+    for _ in range(2):
+        model, _ = load("fp8 block", block_size="64x64")
+        outs += [sample(model), sample(model)]
+    result = {"identical": [bool(torch.equal(outs[0], o)) for o in outs[1:]]}
+print(json.dumps(result))

@@ -1,0 +1,175 @@
+"""Under ComfyUI's Python: the FP8 weight storage nodes on a real comfy.sd.VAE (tiny Wan 2.1 VAE) and a real
+comfy.sd.CLIP (CLIP-L architecture, random weights), CPU, in-process.
+
+argv: REPO_ROOT CASE. Cases: ``vae`` (decode / encode vs the plain VAE, input untouched, twice == once),
+``clip`` (encode vs plain, input untouched, twice == once, LoRA after / before the node, low-VRAM LoRA).
+Prints one JSON line last.
+"""
+
+import json
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.environ["COMFYUI_PATH"])
+from comfy.cli_args import args  # noqa: E402
+
+args.cpu = True
+
+import comfy.ldm.wan.vae  # noqa: E402
+import comfy.lora  # noqa: E402
+import comfy.sd  # noqa: E402
+import torch  # noqa: E402
+from comfy import sd1_clip  # noqa: E402
+
+repo, case = sys.argv[1:3]
+pkg_parent = tempfile.mkdtemp()
+os.symlink(repo, os.path.join(pkg_parent, "comfyui_dit_quant"))
+sys.path.insert(0, pkg_parent)
+from comfyui_dit_quant.nodes.fp8_storage import ApplyFP8StorageCLIP, ApplyFP8StorageVAE  # noqa: E402
+
+FP8 = torch.float8_e4m3fn
+
+
+def cos(a: torch.Tensor, b: torch.Tensor) -> float:
+    return torch.nn.functional.cosine_similarity(a.flatten().double(), b.flatten().double(), dim=0).item()
+
+
+def random_state_dict(module: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """Random weights with fan-in scaling (norm gains 1), so deep random nets stay in range."""
+    gen = torch.Generator().manual_seed(seed)
+    sd = {}
+    for k, v in module.state_dict().items():
+        if not v.is_floating_point():
+            sd[k] = v.clone()
+        elif k.endswith("gamma") or ("norm" in k and k.endswith("weight")) or "layer_norm" in k:
+            sd[k] = torch.ones(v.shape) if k.endswith(("gamma", "weight")) else torch.zeros(v.shape)
+        elif v.dim() >= 2:
+            fan_in = v[0].numel()
+            sd[k] = torch.randn(v.shape, generator=gen) / fan_in ** 0.5
+        else:
+            sd[k] = torch.randn(v.shape, generator=gen) * 0.02
+    return sd
+
+
+def snapshot(module: torch.nn.Module) -> dict:
+    return {k: (v.detach().clone(), v.dtype, v.data_ptr()) for k, v in module.state_dict().items()}
+
+
+def unchanged(before: dict, module: torch.nn.Module) -> bool:
+    after = snapshot(module)
+    return before.keys() == after.keys() and all(
+        t.dtype == after[k][1] and p == after[k][2] and torch.equal(t.float(), after[k][0].float())
+        for k, (t, _, p) in before.items())
+
+
+def fp8_layers(module: torch.nn.Module) -> int:
+    return sum(1 for m in module.modules() if getattr(m, "weight", None) is not None and m.weight.dtype == FP8)
+
+
+def apply(node, obj, granularity: str = "per-channel", ignored: str = ""):
+    res = node.execute(obj, granularity, ignored)
+    return res.args[0], res.ui.as_dict()["text"][0]
+
+
+result: dict = {}
+if case == "vae":
+    # Wan 2.1 VAE, scaled down: ComfyUI reads dim from decoder.head.0.gamma (real: 96)
+    cfg = {"dim": 16, "z_dim": 16, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_scales": [],
+           "temperal_downsample": [False, True, True], "image_channels": 3, "conv_out_channels": 3, "dropout": 0.0}
+    sd = random_state_dict(comfy.ldm.wan.vae.WanVAE(**cfg), seed=0)
+    vae = comfy.sd.VAE(sd=sd)
+    result["vae_class"] = type(vae.first_stage_model).__module__ + "." + type(vae.first_stage_model).__name__
+    latent = torch.randn(1, 16, 2, 8, 8, generator=torch.Generator().manual_seed(1))
+    image = torch.rand(1, 5, 32, 32, 3, generator=torch.Generator().manual_seed(2))[0]
+    ref_dec, ref_enc = vae.decode(latent), vae.encode(image)
+    before = snapshot(vae.first_stage_model)
+    fsm, patcher = vae.first_stage_model, vae.patcher
+    for label in ("per-channel", "per-tensor"):
+        new, text = apply(ApplyFP8StorageVAE, vae, label)
+        dec, enc = new.decode(latent), new.encode(image)
+        twice, text2 = apply(ApplyFP8StorageVAE, new, label)
+        result[label] = {
+            "decode_cosine": cos(dec, ref_dec), "encode_cosine": cos(enc, ref_enc),
+            "finite": bool(torch.isfinite(dec).all()), "fp8_layers": fp8_layers(new.first_stage_model),
+            "size_before": vae.patcher.model_size(), "size_after": new.patcher.model_size(),
+            "twice_identical": bool(torch.equal(twice.decode(latent), dec)), "text": text, "text_twice": text2,
+            "new_objects": new is not vae and new.first_stage_model is not fsm and new.patcher is not patcher,
+        }
+    result["input_unchanged"] = (unchanged(before, vae.first_stage_model) and vae.first_stage_model is fsm
+                                 and vae.patcher is patcher and torch.equal(vae.decode(latent), ref_dec)
+                                 and fp8_layers(vae.first_stage_model) == 0)
+    result["ignored"] = apply(ApplyFP8StorageVAE, vae, "per-channel", "decoder.head, re:^encoder\\.")[1]
+elif case == "clip":
+    te = sd1_clip.SDClipModel(device="cpu", dtype=torch.float32)
+    sd = random_state_dict(te.transformer, seed=0)
+    del te
+    clip = comfy.sd.load_text_encoder_state_dicts([sd], clip_type=comfy.sd.CLIPType.STABLE_DIFFUSION)
+    tokens = clip.tokenize("a photograph of an astronaut riding a horse on the moon")
+
+    def encode(c) -> torch.Tensor:
+        cond, pooled = c.encode_from_tokens(tokens, return_pooled=True)
+        return torch.cat([cond.flatten(), pooled.flatten()]).float()
+
+    ref = encode(clip)
+    before = snapshot(clip.cond_stage_model)
+    csm, patcher = clip.cond_stage_model, clip.patcher
+    new, text = apply(ApplyFP8StorageCLIP, clip)
+    out = encode(new)
+    twice, text2 = apply(ApplyFP8StorageCLIP, new)
+    tensor_clip, _ = apply(ApplyFP8StorageCLIP, clip, "per-tensor")
+    # strict (same tensors, same storage) before any LoRA: ComfyUI's own unpatch re-wraps restored weights
+    result["input_unchanged"] = (unchanged(before, clip.cond_stage_model) and clip.cond_stage_model is csm
+                                 and clip.patcher is patcher and torch.equal(encode(clip), ref)
+                                 and fp8_layers(clip.cond_stage_model) == 0)
+    result["plain"] = {"cosine": cos(out, ref), "per_tensor_cosine": cos(encode(tensor_clip), ref),
+                       "fp8_layers": fp8_layers(new.cond_stage_model),
+                       "size_before": clip.patcher.model_size(), "size_after": new.patcher.model_size(),
+                       "twice_identical": bool(torch.equal(encode(twice), out)), "text": text, "text_twice": text2}
+    # LoRA on q_proj / fc1 of every layer, through ComfyUI's own key map and loader
+    key_map = comfy.lora.model_lora_keys_clip(clip.cond_stage_model, {})
+    gen, lora = torch.Generator().manual_seed(3), {}
+    for lora_key, model_key in key_map.items():
+        if isinstance(model_key, str) and model_key.endswith(("q_proj.weight", "fc1.weight")) \
+                and lora_key.startswith("lora_te_"):
+            n, k = clip.cond_stage_model.state_dict()[model_key].shape
+            lora[lora_key + ".lora_up.weight"] = torch.randn(n, 4, generator=gen) * 0.1
+            lora[lora_key + ".lora_down.weight"] = torch.randn(4, k, generator=gen) * 0.1
+    result["lora_keys"] = len(lora) // 2
+    _, plain_lora = comfy.sd.load_lora_for_models(None, clip, dict(lora), 0, 1.0)
+    ref_lora = encode(plain_lora)
+    _, fp8_then_lora = comfy.sd.load_lora_for_models(None, new, dict(lora), 0, 1.0)
+    out_lora = encode(fp8_then_lora)
+    out_after = encode(new)  # the LoRA clone shares new's modules: unpatched, they must be exactly as before
+    lora_then_fp8, _ = apply(ApplyFP8StorageCLIP, plain_lora)
+    out_lora2 = encode(lora_then_fp8)
+    # low-VRAM: the patcher leaves the codes alone and hands the LoRA to weight_function (LowVramPatch), which
+    # our layers run on the dequantized weight at every call
+    import comfy.model_management
+    from comfy.model_patcher import LowVramPatch
+
+    comfy.model_management.unload_all_models()
+    p = fp8_then_lora.patcher
+    lowvram_layers = []
+    for key in p.patches:
+        layer = fp8_then_lora.cond_stage_model.get_submodule(key.rsplit(".", 1)[0])
+        layer.weight_function = [LowVramPatch(key, p.patches)]
+        lowvram_layers.append(layer)
+    with torch.no_grad():
+        cond, pooled = fp8_then_lora.cond_stage_model.encode_token_weights(tokens)[:2]
+    lowvram_out = torch.cat([cond.flatten(), pooled.flatten()]).float()
+    for layer in lowvram_layers:
+        layer.weight_function = []
+    result["lora"] = {"changed": ((ref_lora - ref).norm() / ref.norm()).item(),
+                      "fp8_lora_vs_plain_lora": cos(out_lora, ref_lora),
+                      "delta_cosine": cos(out_lora - out, ref_lora - ref),
+                      "unpatched_identical": bool(torch.equal(out_after, out)),
+                      "lora_then_fp8_vs_plain_lora": cos(out_lora2, ref_lora),
+                      "lowvram_layers": len(lowvram_layers), "lowvram_vs_baked": cos(lowvram_out, out_lora),
+                      "unpatched_after_lowvram": bool(torch.equal(encode(new), out))}
+    after = clip.cond_stage_model.state_dict()
+    result["input_values_unchanged_after_lora"] = (
+        before.keys() == after.keys() and all(torch.equal(t.float(), after[k].float()) and t.dtype == after[k].dtype
+                                              for k, (t, _, _) in before.items())
+        and torch.equal(encode(clip), ref) and fp8_layers(clip.cond_stage_model) == 0)
+print(json.dumps(result))

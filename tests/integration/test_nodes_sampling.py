@@ -1,0 +1,82 @@
+"""Integration tier: Load FP8 DiT / Save Quantized DiT in a real ComfyUI (in-process, CPU) on a tiny Wan model:
+KSampler 2 steps (cfg 2) per scheme vs stock UNETLoader bf16, LoRA, low-VRAM LoRA, save → stock reload, repeats."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from comfy_env import comfyui, run_comfy_script
+from comfy_server import REPO
+from conftest import wan_comfy_shapes, write_random_checkpoint
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    comfyui()
+    root = tmp_path_factory.mktemp("nodes")
+    models, out = root / "models", root / "out"
+    out.mkdir()
+    write_random_checkpoint(models / "tiny_wan_bf16.safetensors",
+                            wan_comfy_shapes(dim=256, ffn=512, layers=2, text_dim=4096, freq_dim=256))
+    gen, lora = torch.Generator().manual_seed(3), {}
+    for b in range(2):
+        for name, (n, k) in [*((f"self_attn.{p}", (256, 256)) for p in "qkvo"), ("ffn.0", (512, 256)),
+                             ("ffn.2", (256, 512))]:
+            key = f"diffusion_model.blocks.{b}.{name}"
+            lora[key + ".lora_up.weight"] = (torch.randn(n, 4, generator=gen) * 0.05).to(torch.bfloat16)
+            lora[key + ".lora_down.weight"] = (torch.randn(4, k, generator=gen) * 0.05).to(torch.bfloat16)
+    save_file(lora, str(models / "tiny_lora.safetensors"))
+    return str(models), str(out)
+
+
+def run(dirs: tuple[str, str], case: str, *extra: str) -> dict:
+    return run_comfy_script("dit_nodes.py", str(REPO), *dirs, case, *extra)
+
+
+def test_each_scheme_through_ksampler_matches_stock_bf16(dirs: tuple[str, str]) -> None:
+    res = run(dirs, "schemes")
+    print({k: round(v["cosine"], 5) for k, v in res.items()})
+    assert len(res) == 7
+    for label, r in res.items():
+        assert r["finite"] and r["quantized"] == 20, (label, r)
+        assert r["cosine"] >= 0.99, (label, r["cosine"])
+        assert "layers quantized: 20, kept in high precision: 6" in r["summary"]
+        assert "Wan 2.1/2.2" in r["summary"] and "backend:" in r["summary"]
+    assert "auto scheme: fp8 weight-only (per-channel) (cpu:" in res["auto"]["summary"]
+    assert "fp8 block 64x64" in res["fp8 block"]["summary"]
+
+
+def test_lora_changes_quantized_output_like_bf16_and_unpatches_exactly(dirs: tuple[str, str]) -> None:
+    res = run(dirs, "lora", "tiny_lora.safetensors")
+    print(res)
+    assert res["bf16"]["lora_changed"] > 0.02  # the LoRA visibly changes the bf16 result
+    for kind, r in res.items():
+        assert r["unpatched_identical"], kind  # the unpatched model (and its scales) came back exactly
+        assert r["lora_vs_bf16_lora"] >= 0.99, (kind, r)
+        assert r["delta_cosine"] >= 0.95, (kind, r)
+        assert 0.8 <= r["delta_norm_ratio"] <= 1.25, (kind, r)
+
+
+def test_lowvram_lora_on_the_fly_matches_baked(dirs: tuple[str, str]) -> None:
+    res = run(dirs, "lowvram", "tiny_lora.safetensors")
+    print(res)
+    for kind, r in res.items():
+        assert r["changed"] > 0.1 and r["delta_cosine"] >= 0.97 and r["restored_identical"], (kind, r)
+
+
+def test_saved_files_reload_in_stock_unet_loader_and_in_the_pack(dirs: tuple[str, str]) -> None:
+    res = run(dirs, "save")
+    print(res)
+    for label in ("fp8 per-tensor", "int8 W8A8"):  # ComfyUI-native: the stock loader runs them quantized
+        assert "(comfy_quant, 20 quantized layers" in res[label]["text"]
+        assert res[label]["stock_cosine"] >= 0.999, res[label]
+    assert "(dit_quant, 20 quantized layers" in res["fp8 block"]["text"]  # no native block FP8 format
+    for r in res.values():
+        assert r["reload_identical"], r
+
+
+def test_same_model_loaded_twice_and_queued_twice_is_identical(dirs: tuple[str, str]) -> None:
+    assert run(dirs, "repeat") == {"identical": [True, True, True]}
+

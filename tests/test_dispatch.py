@@ -1,0 +1,129 @@
+"""Backend decisions as a pure function of simulated devices (``expected_caps`` + ``policy.choose``), and the
+cached selection on the real (CPU) device."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from comfyui_dit_quant.kernels.caps import DeviceCaps, expected_caps, parse_version
+from comfyui_dit_quant.kernels.dispatch import backend_for
+from comfyui_dit_quant.kernels.policy import IMPLEMENTATIONS, choose
+
+H100 = expected_caps("cuda", (9, 0), (2, 9), cublas_version=(12, 9))
+H100_OLD_TORCH = expected_caps("cuda", (9, 0), (2, 8), cublas_version=(12, 9))
+H100_OLD_CUBLAS = expected_caps("cuda", (9, 0), (2, 9), cublas_version=(12, 6))
+ADA = expected_caps("cuda", (8, 9), (2, 9), cublas_version=(12, 9))
+BLACKWELL_RTX = expected_caps("cuda", (12, 0), (2, 9), cublas_version=(12, 9))
+ADA_WINDOWS_NO_TRITON = expected_caps("cuda", (8, 9), (2, 9), triton=False, windows=True)
+A100 = expected_caps("cuda", (8, 0), (2, 9))
+A10 = expected_caps("cuda", (8, 6), (2, 9))
+A100_NO_TRITON = expected_caps("cuda", (8, 0), (2, 9), triton=False)
+T4 = expected_caps("cuda", (7, 5), (2, 9))
+CPU = expected_caps("cpu", torch_version=(2, 13))
+NPU = expected_caps("npu", torch_version=(2, 9))
+MI300 = expected_caps("cuda", (9, 4), (2, 9), rocm=True)
+
+B128, B64 = (128, 128), (64, 64)
+# device, scheme, block, (auto choice, fallback note expected?)
+TABLE = [
+    (H100, "fp8_tensor", None, "scaled_mm_tensorwise", False),
+    (H100, "fp8_channel", None, "scaled_mm_rowwise", False),
+    (H100, "fp8_block", B128, "scaled_mm_blockwise", False),
+    (H100, "fp8_block", B64, "triton_block", False),
+    (H100, "fp8_weight_only", None, "triton_weight_only", False),
+    (H100, "int8", None, "int_mm", False),
+    (H100_OLD_TORCH, "fp8_block", B128, "triton_block", False),
+    (H100_OLD_CUBLAS, "fp8_block", B128, "triton_block", False),
+    (ADA, "fp8_tensor", None, "scaled_mm_tensorwise", False),
+    (ADA, "fp8_channel", None, "scaled_mm_rowwise", False),
+    (ADA, "fp8_block", B128, "triton_block", False),
+    (BLACKWELL_RTX, "fp8_channel", None, "triton_scaled", False),
+    (BLACKWELL_RTX, "fp8_block", B128, "triton_block", False),
+    (ADA_WINDOWS_NO_TRITON, "fp8_tensor", None, "scaled_mm_tensorwise", False),
+    (ADA_WINDOWS_NO_TRITON, "fp8_channel", None, "eager", True),
+    (ADA_WINDOWS_NO_TRITON, "fp8_block", B128, "eager", True),
+    (ADA_WINDOWS_NO_TRITON, "fp8_weight_only", None, "dequant_mm", False),
+    (ADA_WINDOWS_NO_TRITON, "int8", None, "int_mm", False),
+    (A100, "fp8_tensor", None, "triton_weight_only", True),
+    (A100, "fp8_channel", None, "triton_weight_only", True),
+    (A100, "fp8_block", B128, "triton_weight_only", True),
+    (A100, "fp8_weight_only", B64, "triton_weight_only", False),
+    (A100, "int8", None, "int_mm", False),
+    (A10, "fp8_channel", None, "triton_weight_only", True),
+    (A100_NO_TRITON, "fp8_block", B128, "dequant_mm", True),
+    (A100_NO_TRITON, "int8", None, "int_mm", False),
+    (T4, "fp8_channel", None, "dequant_mm", True),
+    (T4, "int8", None, "eager", True),
+    (MI300, "fp8_channel", None, "eager", True),
+    (CPU, "fp8_tensor", None, "eager", False),
+    (CPU, "fp8_channel", None, "eager", False),
+    (CPU, "fp8_block", B128, "eager", False),
+    (CPU, "fp8_weight_only", None, "eager", False),
+    (CPU, "int8", None, "eager", False),
+    (NPU, "int8", None, "eager", False),
+    (NPU, "fp8_block", B128, "eager", False),
+]
+
+
+@pytest.mark.parametrize(("caps", "scheme", "block", "backend", "fallback"), TABLE)
+def test_auto_choice_table(caps: DeviceCaps, scheme: str, block: tuple[int, int] | None, backend: str,
+                           fallback: bool) -> None:
+    if caps.device_type == "cuda" and caps.capability and caps.capability < (8, 9) and scheme != "fp8_weight_only":
+        assert scheme == "int8" or fallback  # Ampere and older: FP8 activations never run
+    choice = choose(caps, scheme, 5120, 13824, block)
+    assert choice.backend == backend
+    assert bool(choice.note) == fallback
+    assert choice.backend in IMPLEMENTATIONS
+
+
+@pytest.mark.parametrize("caps", [H100, ADA, A100, CPU])
+@pytest.mark.parametrize(("n", "k"), [(5120, 13830), (5128, 5120), (8, 16)])
+def test_unaligned_shapes_run_eager(caps: DeviceCaps, n: int, k: int) -> None:
+    choice = choose(caps, "fp8_channel", n, k)
+    assert choice.backend == "eager" and (caps.device_type == "cpu" or "multiples of 16" in choice.note)
+
+
+def test_blockwise_needs_128_multiples() -> None:
+    assert choose(H100, "fp8_block", 5120, 5120 + 64, B128).backend == "triton_block"
+
+
+@pytest.mark.parametrize(("caps", "requested", "scheme", "backend", "note"), [
+    (H100, "triton", "fp8_channel", "triton_scaled", False),
+    (H100, "triton", "int8", "triton_int8", False),
+    (H100, "torch", "fp8_weight_only", "dequant_mm", False),
+    (H100, "cublas", "fp8_block", "scaled_mm_blockwise", False),
+    (H100, "eager", "fp8_tensor", "eager", False),
+    (ADA_WINDOWS_NO_TRITON, "triton", "fp8_tensor", "scaled_mm_tensorwise", True),
+    (CPU, "torch", "fp8_tensor", "scaled_mm_tensorwise", False),
+    (CPU, "torch", "fp8_channel", "scaled_mm_rowwise", False),
+    (CPU, "cublas", "int8", "int_mm", False),
+    (CPU, "torch", "fp8_weight_only", "dequant_mm", False),
+    (CPU, "torch", "fp8_block", "eager", True),
+    (CPU, "triton", "fp8_channel", "eager", True),
+])
+def test_requests(caps: DeviceCaps, requested: str, scheme: str, backend: str, note: bool) -> None:
+    choice = choose(caps, scheme, 4096, 4096, B128 if scheme == "fp8_block" else None, requested)
+    assert choice.backend == backend and bool(choice.note) == note
+
+
+def test_caps_derivation() -> None:
+    assert H100.cublas_blockwise and not H100_OLD_TORCH.cublas_blockwise and not H100_OLD_CUBLAS.cublas_blockwise
+    assert not ADA.cublas_blockwise and ADA.scaled_mm_rowwise and not BLACKWELL_RTX.scaled_mm_rowwise
+    assert not A100.scaled_mm and A100.int_mm and A100.triton and not A100_NO_TRITON.triton
+    assert not T4.triton and not T4.int_mm
+    assert not CPU.triton and CPU.scaled_mm and CPU.int_mm
+    assert DeviceCaps("npu", None, (2, 9)) == NPU and not MI300.scaled_mm
+    assert parse_version("2.13.0+cpu") == (2, 13) and parse_version(None) == (0, 0)
+
+
+def test_backend_for_on_cpu_is_cached_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="comfyui_dit_quant")
+    args = ("cpu", "fp8_block", 4112, 4128, "torch", 64, 64)
+    assert backend_for(*args) == "eager"
+    assert backend_for(*args) == "eager"
+    assert len([r for r in caplog.records if "4112" in r.getMessage()]) == 1
+    assert backend_for("cpu", "int8", 64, 64, "torch") == "int_mm"
+    with pytest.raises(ValueError, match="unknown backend"):
+        backend_for("cpu", "int8", 64, 64, "cuda")
