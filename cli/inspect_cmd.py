@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections import Counter
 
 from ..quant.families import UnknownFamilyError, detect_family
@@ -53,7 +54,22 @@ def inspect_file(path: str) -> dict:
             "bytes": sum(dtypes.values()), "bytes_by_dtype": dict(dtypes), "linear_layers": layers}
 
 
+def inspect_modelopt(path: str, as_json: bool, component: str = "transformer") -> int:
+    """A ModelOpt export folder: algo, family, per-layer schemes (reads the tensors to check the scales)."""
+    from ..quant.modelopt_load import load_export
+
+    loaded = load_export(path, component)
+    info = {"source": path, "format": "modelopt", "quant_algo": loaded.export.config.quant_algo,
+            "files": loaded.export.files, "family": loaded.family, "report": loaded.report.to_dict()}
+    print(json.dumps(info, indent=2) if as_json else
+          f"source:  {path}\nformat:  modelopt ({info['quant_algo']}, {len(info['files'])} file(s))\n"
+          f"family:  {loaded.family}\n{loaded.report.summary()}")
+    return 0
+
+
 def inspect_command(args: argparse.Namespace) -> int:
+    if os.path.isdir(args.file):
+        return inspect_modelopt(args.file, args.json, getattr(args, "component", "transformer"))
     info = inspect_file(args.file)
     if args.json:
         print(json.dumps(info, indent=2))

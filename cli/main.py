@@ -1,4 +1,4 @@
-"""``python -m comfyui_dit_quant {quantize,inspect,demo}``."""
+"""``python -m comfyui_dit_quant {quantize,inspect,calibrate,demo}``."""
 
 from __future__ import annotations
 
@@ -38,6 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("file")
     i.add_argument("--json", action="store_true")
     i.add_argument("--limit", type=int, default=40, help="layers listed")
+    i.add_argument("--component", default="transformer", help="ModelOpt pipeline folder: which transformer")
+
+    c = sub.add_parser("calibrate", help="ModelOpt FP8 calibration of a bf16 diffusers transformer folder "
+                                         "(needs the 'modelopt' extra)")
+    c.add_argument("input", help="diffusers transformer folder (config.json + safetensors)")
+    c.add_argument("output", help="export folder (ModelOpt's export_hf_checkpoint)")
+    c.add_argument("--algo", default="FP8", type=str.upper,
+                   choices=("FP8", "FP8_PB_WO", "FP8_PER_CHANNEL_PER_TOKEN"))
+    c.add_argument("--ignore", action="append", default=[], help="layers kept in bf16 (names, globs, re:)")
+    c.add_argument("--inputs", default=None, help="torch.save'd list of forward kwargs dicts")
+    c.add_argument("--samples", type=int, default=4, help="random calibration samples without --inputs")
+    c.add_argument("--seed", type=int, default=0)
 
     d = sub.add_parser("demo", help="tiny real diffusers DiTs x every scheme: size, error and time vs bf16")
     d.add_argument("--models", default=None, help="comma-separated subset of: wan, qwen_image, hunyuan_video15")
@@ -56,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "inspect":
             from .inspect_cmd import inspect_command
             return inspect_command(args)
+        if args.command == "calibrate":
+            from .calibrate_cmd import calibrate_command
+            return calibrate_command(args)
         from .demo import demo_command
         return demo_command(args)
     except (CheckpointError, ValueError, FileNotFoundError) as e:

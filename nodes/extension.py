@@ -6,9 +6,10 @@ from comfy_api.latest import ComfyExtension, io
 
 from .fp8_storage import ApplyFP8StorageCLIP, ApplyFP8StorageVAE
 from .load_dit import LoadFP8DiT
+from .modelopt_loader import ModelOptCheckpointLoader
 from .save_dit import SaveQuantizedDiT
 
 
 class DiTQuantExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [LoadFP8DiT, SaveQuantizedDiT, ApplyFP8StorageVAE, ApplyFP8StorageCLIP]
+        return [LoadFP8DiT, SaveQuantizedDiT, ModelOptCheckpointLoader, ApplyFP8StorageVAE, ApplyFP8StorageCLIP]

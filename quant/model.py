@@ -30,7 +30,7 @@ def tensor_bytes(module: nn.Module) -> int:
     return total
 
 
-def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
+def set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     setattr(root.get_submodule(parent_name) if parent_name else root, child, new)
 
@@ -65,7 +65,7 @@ def quantize_model(
 
     for i, (name, lin) in enumerate(plan):
         q = QuantLinear.from_linear(lin, scheme, backend=backend)
-        _set_submodule(module, name, q)
+        set_submodule(module, name, q)
         used = backend_for(q.weight.device, scheme.name, q.out_features, q.in_features, backend,
                            *(scheme.block or (0, 0)))
         report.quantized.append(LayerRecord(name, (q.out_features, q.in_features), scheme.name, used))
