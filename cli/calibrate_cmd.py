@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from ..quant.ignore import IgnoreMatcher, parse_ignore
+from ..quant.families import UnknownFamilyError, detect_family
+from ..quant.plan import build_matcher
 
 CONFIGS = {"FP8": "FP8_DEFAULT_CFG", "FP8_PER_CHANNEL_PER_TOKEN": "FP8_PER_CHANNEL_PER_TOKEN_CFG",
            "FP8_PB_WO": "FP8_2D_BLOCKWISE_WEIGHT_ONLY_CFG"}
@@ -24,7 +25,7 @@ MISSING = ("calibrate needs NVIDIA ModelOpt: pip install 'comfyui-dit-quant[mode
 
 
 def random_inputs(model: torch.nn.Module, n: int, seed: int = 0) -> list[dict[str, Any]]:
-    """Small random forward kwargs for Wan / Qwen-Image transformers, from ``model.config``."""
+    """Small random forward kwargs for Wan / Qwen-Image / HunyuanVideo 1.5 transformers, from ``model.config``."""
     c, name = model.config, type(model).__name__
     g = torch.Generator().manual_seed(seed)
     dt = next(model.parameters()).dtype
@@ -39,6 +40,13 @@ def random_inputs(model: torch.nn.Module, n: int, seed: int = 0) -> list[dict[st
             out.append({"hidden_states": rnd(1, 64, c.in_channels), "encoder_hidden_states":
                         rnd(1, 16, c.joint_attention_dim), "encoder_hidden_states_mask": torch.ones(1, 16,
                         dtype=torch.long), "timestep": t / 1000, "img_shapes": [(1, 8, 8)], "return_dict": False})
+        elif name.startswith("HunyuanVideo15"):
+            out.append({"hidden_states": rnd(1, c.in_channels, 2, 8, 8), "timestep": t.to(dt),
+                        "encoder_hidden_states": rnd(1, 32, c.text_embed_dim),
+                        "encoder_attention_mask": torch.ones(1, 32, dtype=torch.long),
+                        "encoder_hidden_states_2": rnd(1, 16, c.text_embed_2_dim),
+                        "encoder_attention_mask_2": torch.ones(1, 16, dtype=torch.long),
+                        "image_embeds": rnd(1, 4, c.image_embed_dim), "return_dict": False})
         else:
             raise ValueError(f"random calibration inputs are not known for {name}; pass --inputs FILE.pt")
     return out
@@ -68,7 +76,14 @@ def calibrate_command(args: argparse.Namespace) -> int:
         return 2
     algo = args.algo.upper()
     model = load_transformer(args.input)
-    inputs = torch.load(args.inputs) if args.inputs else random_inputs(model, args.samples, args.seed)
+    inputs = torch.load(args.inputs, weights_only=True) if args.inputs else random_inputs(model, args.samples,
+                                                                                            args.seed)
+    try:
+        detected = detect_family({k: tuple(v.shape) for k, v in model.state_dict().items()})
+        print(f"family: {detected.describe()}; preset {args.preset!r} kept in bf16")
+    except UnknownFamilyError:
+        detected = None
+        print("family: unknown (no preset); only --ignore is kept in bf16")
 
     def loop(m: torch.nn.Module) -> None:
         with torch.no_grad():
@@ -76,7 +91,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
                 m(**kw)
 
     mtq.quantize(model, getattr(mtq, CONFIGS[algo]), loop)
-    matcher = IgnoreMatcher(parse_ignore(args.ignore))
+    matcher = build_matcher(detected, args.preset, args.ignore)
     convs = {n for n, m in model.named_modules() if isinstance(m, torch.nn.modules.conv._ConvNd)}
     mtq.disable_quantizer(model, lambda n: n.rpartition(".")[0] in convs
                           or matcher.match(n.rpartition(".")[0]) is not None)

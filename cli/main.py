@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--algo", default="FP8", type=str.upper,
                    choices=("FP8", "FP8_PB_WO", "FP8_PER_CHANNEL_PER_TOKEN"))
     c.add_argument("--ignore", action="append", default=[], help="layers kept in bf16 (names, globs, re:)")
+    c.add_argument("--preset", default="default", choices=("default", "none", "quality"),
+                   help="the detected family's ignore preset, added to --ignore")
     c.add_argument("--inputs", default=None, help="torch.save'd list of forward kwargs dicts")
     c.add_argument("--samples", type=int, default=4, help="random calibration samples without --inputs")
     c.add_argument("--seed", type=int, default=0)

@@ -176,6 +176,22 @@ def test_calibrate_cli_writes_an_export_the_loader_reads(tmp_path: Path) -> None
     assert not any("embedding" in n for n in loaded.checkpoint.layers)
 
 
+@pytest.mark.parametrize("family", ["qwen_image", "hunyuan_video15"])
+def test_calibrate_random_inputs_and_family_preset(tmp_path: Path, family: str, capsys) -> None:
+    from comfyui_dit_quant.cli.main import main
+    from comfyui_dit_quant.quant.families import preset_ignore
+    from comfyui_dit_quant.quant.ignore import IgnoreMatcher
+
+    model, _ = TINY_MODELS[family]()
+    model.save_pretrained(tmp_path / "bf16")
+    out = tmp_path / "out"
+    assert main(["calibrate", str(tmp_path / "bf16"), str(out), "--algo", "fp8", "--samples", "1"]) == 0
+    assert "preset 'default'" in capsys.readouterr().out
+    layers = load_export(out).checkpoint.layers
+    preset = IgnoreMatcher(preset_ignore(family, "default", naming="diffusers"))
+    assert layers and not any(preset.match(n) for n in layers)
+
+
 def test_calibrate_without_modelopt_says_which_extra(monkeypatch, tmp_path: Path, capsys) -> None:
     import builtins
 
