@@ -1,6 +1,7 @@
 """Backend name → runner ``(x2, weight, weight_scale, bias, input_scale, block, out_dtype) -> [M, N]``.
 
-Triton modules are imported only when a Triton backend runs (never on CPU-only or Triton-less machines).
+Triton modules are imported only when a Triton backend runs (never on CPU-only or Triton-less machines), and
+``torch_npu`` only when the NPU backend runs.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ def run(backend: str, x2: torch.Tensor, weight: torch.Tensor, weight_scale: torc
         return tb.int_mm(*args)
     if backend == "dequant_mm":
         return tb.dequant_mm(*args)
+    if backend == "npu_quant_matmul":
+        from . import npu_backend  # imports torch_npu itself, on first use
+
+        return npu_backend.int8_linear(x2, weight, weight_scale, bias, out_dtype)
     from . import triton_backend  # Triton paths: CUDA only
 
     return triton_backend.run(backend, scheme, *args)

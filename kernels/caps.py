@@ -35,6 +35,11 @@ class DeviceCaps:
     fp16_rowwise: bool = False  # rowwise _scaled_mm accepts an fp16 output (else bf16 output, then cast)
 
     @property
+    def npu_int8(self) -> bool:
+        """Ascend NPU: W8A8 INT8 through ``torch_npu.npu_quant_matmul`` (``npu_backend``)."""
+        return self.device_type == "npu"
+
+    @property
     def fp8_tensor_cores(self) -> bool:
         return self.device_type == "cuda" and self.capability is not None and self.capability >= (8, 9)
 

@@ -8,6 +8,7 @@ Backend names (also what the quantization report shows per layer):
 - ``dequant_mm``: weight dequantized to the activation dtype, then ``F.linear`` (weight-only without Triton).
 - ``triton_block``, ``triton_scaled`` (per-tensor / per-token FP8), ``triton_int8``, ``triton_weight_only``: the
   bundled Triton kernels (CUDA only).
+- ``npu_quant_matmul``: Ascend NPU INT8 (``torch_npu.npu_dynamic_quant`` + ``npu_quant_matmul``, ``npu_backend``).
 - ``eager``: the float32 reference (``kernels.reference``), which runs everywhere.
 """
 
@@ -15,12 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import npu_backend
 from .caps import DeviceCaps
 
 GEMM_ALIGN = 16
 TORCH_BACKENDS = ("scaled_mm_tensorwise", "scaled_mm_rowwise", "scaled_mm_blockwise", "int_mm", "dequant_mm")
 TRITON_BACKENDS = ("triton_block", "triton_scaled", "triton_int8", "triton_weight_only")
-IMPLEMENTATIONS = (*TORCH_BACKENDS, *TRITON_BACKENDS, "eager")
+NPU_BACKENDS = ("npu_quant_matmul",)
+IMPLEMENTATIONS = (*TORCH_BACKENDS, *TRITON_BACKENDS, *NPU_BACKENDS, "eager")
 # Requests a user can make (QuantLinear.backend, node widgets): "cublas" and "torch" both mean the torch paths.
 REQUESTS = ("auto", "cublas", "torch", "triton", "eager")
 CUBLAS_BLOCK = (128, 128)
@@ -52,6 +55,11 @@ def candidates(caps: DeviceCaps, scheme: str, n: int, k: int, block: tuple[int, 
         if caps.triton and fp8:
             out.append(Choice("triton_block"))
     elif scheme == "int8":
+        if caps.npu_int8:
+            why = npu_backend.unsupported_reason(n, k)
+            if why is not None:
+                return [Choice("eager", why)]
+            out.append(Choice("npu_quant_matmul"))
         if caps.int_mm:
             out.append(Choice("int_mm"))
         if caps.triton:

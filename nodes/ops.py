@@ -5,7 +5,8 @@ Quantized layers keep ``weight`` (codes), ``weight_scale`` and optional ``input_
 Nothing is written per call. LoRA follows ComfyUI's ModelPatcher contract: ``convert_weight`` dequantizes,
 ``set_weight`` requantizes with fresh scales; when the patcher puts its backup of ``weight`` back, the scale the
 layer was loaded with comes back with it (``__setattr__``). Low-VRAM patches (``weight_function``) run on a
-dequantized copy per call.
+dequantized copy per call. INT8 codes that land on an Ascend NPU get the operator's [K, N] storage once
+(``kernels.npu_backend.prepare_weight``), when moved or set, never per call.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from comfy.ops import cast_bias_weight, uncast_bias_weight
 
+from ..kernels.npu_backend import prepare_weight
 from ..quant.schemes import Scheme
 from .layer_state import MARKERS, LayerTensors, decode_layer, encode_layer, requantize_with_scale
 
@@ -47,7 +49,14 @@ class QuantLinearOp(comfy.ops.manual_cast.Linear):
         # so the loaded scale must come back too. ``set_weight`` writes ``_parameters`` directly.
         if name == "weight" and self.__dict__.get("scheme") is not None:
             self._buffers["weight_scale"] = self._buffers["loaded_scale"]
+            if isinstance(value, torch.Tensor) and prepare_weight(value) is not value:
+                value = torch.nn.Parameter(prepare_weight(value), requires_grad=False)
         super().__setattr__(name, value)
+
+    def _prepare_layout(self) -> None:
+        w = self._parameters.get("weight")
+        if self.scheme is not None and w is not None and prepare_weight(w) is not w:
+            self._parameters["weight"] = torch.nn.Parameter(prepare_weight(w), requires_grad=False)
 
     # --- loading / saving ---------------------------------------------------------------------------------
 
@@ -107,7 +116,9 @@ class QuantLinearOp(comfy.ops.manual_cast.Linear):
             out = fn(t)
             return out if id(t) not in keep or out.dtype == t.dtype else t.to(device=out.device)
 
-        return super()._apply(move_only, recurse)
+        result = super()._apply(move_only, recurse)
+        self._prepare_layout()
+        return result
 
     # --- forward --------------------------------------------------------------------------------------------
 
@@ -170,7 +181,7 @@ class QuantLinearOp(comfy.ops.manual_cast.Linear):
             self.weight.data.copy_(codes.to(self.weight.device))
             return None
         stored = self.scheme.quantize(weight)
-        self._parameters["weight"] = torch.nn.Parameter(stored["weight"], requires_grad=False)
+        self._parameters["weight"] = torch.nn.Parameter(prepare_weight(stored["weight"]), requires_grad=False)
         self._buffers["weight_scale"] = stored["weight_scale"]
         return None
 

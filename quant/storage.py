@@ -12,6 +12,7 @@ No ComfyUI import: this module speaks ComfyUI's layer protocol only by duck typi
   ``Parameter`` objects over the same storage (no copy in RAM, and moving one tree to a device never moves the
   other). The input tree is never modified. Layers already stored in FP8 are kept as they are, so applying twice
   equals applying once.
+- ``rebuild_tree``: that copy-on-write tree walk on its own, for other layer replacements (``quant.int8_convert``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ _ROOT_RUNTIME_ATTRS = ("model_loaded_weight_memory", "lowvram_patch_counter", "m
                        "current_weight_patches_uuid", "model_offload_buffer_memory")
 
 __all__ = ["GRANULARITIES", "FP8StorageMixin", "StorageReport", "apply_fp8_storage", "dequantize_weight",
-           "is_fp8_stored", "quantize_weight", "stored_class"]
+           "is_fp8_stored", "quantize_weight", "rebuild_tree", "stored_class"]
 
 
 def quantize_weight(weight: torch.Tensor, granularity: str = "channel") -> tuple[torch.Tensor, torch.Tensor]:
@@ -257,6 +258,55 @@ def _shallow_copy(m: nn.Module) -> nn.Module:
     return new
 
 
+def rebuild_tree(root: nn.Module, convert: Callable[[str, nn.Module], bool],
+                 build: Callable[[str, nn.Module, nn.Module, torch.Tensor], nn.Module],
+                 device: torch.device | str | None = None,
+                 source: Callable[[str, torch.Tensor], torch.Tensor] | None = None
+                 ) -> tuple[nn.Module, dict[int, nn.Module]]:
+    """A new module tree over the same tensors; ``root`` is left untouched.
+
+    Every module is a shallow copy (ComfyUI's per-module load state dropped) whose parameters are new
+    ``Parameter`` objects over the same storage (moved to ``device`` if given; ``source(key, tensor)`` picks the
+    tensor for a state-dict key, e.g. a patcher's unpatched backup). For each module with ``convert(name, m)``
+    true, ``build(name, old, copy, weight)`` returns its replacement: ``copy`` has every tensor but ``weight``,
+    which is passed in. Modules reachable twice stay one module. Returns (new root, {id(old): new}).
+    """
+    modules: dict[int, nn.Module] = {}
+    params: dict[int, nn.Parameter] = {}
+
+    def src(key: str, t: torch.Tensor) -> torch.Tensor:
+        t = source(key, t) if source is not None else t
+        t = t.detach()
+        return t if device is None else t.to(device)
+
+    def walk(m: nn.Module, name: str) -> nn.Module:
+        if id(m) in modules:
+            return modules[id(m)]
+        prefix = f"{name}." if name else ""
+        new = _shallow_copy(m)
+        modules[id(m)] = new
+        rebuild = convert(name, m)
+        for pname, p in m._parameters.items():
+            if p is None or (rebuild and pname == "weight"):
+                continue
+            if id(p) not in params:
+                params[id(p)] = nn.Parameter(src(prefix + pname, p), requires_grad=p.requires_grad)
+            new._parameters[pname] = params[id(p)]
+        for bname, b in m._buffers.items():
+            if b is not None:
+                new._buffers[bname] = src(prefix + bname, b)
+        for cname, child in m._modules.items():
+            new._modules[cname] = None if child is None else walk(child, prefix + cname)
+        if rebuild:
+            new = modules[id(m)] = build(name, m, new, src(prefix + "weight", m._parameters["weight"]))
+        return new
+
+    new_root = walk(root, "")
+    for k in _ROOT_RUNTIME_ATTRS:
+        new_root.__dict__.pop(k, None)
+    return new_root, modules
+
+
 def apply_fp8_storage(root: nn.Module, granularity: str = "channel", ignore: str | IgnoreMatcher | None = None,
                       device: torch.device | str | None = None,
                       source: Callable[[str, torch.Tensor], torch.Tensor] | None = None
@@ -273,56 +323,32 @@ def apply_fp8_storage(root: nn.Module, granularity: str = "channel", ignore: str
     matcher = ignore if isinstance(ignore, IgnoreMatcher) else IgnoreMatcher(ignore)
     report = StorageReport(granularity)
     report.model_bytes_before = _tree_bytes(root)
-    modules: dict[int, nn.Module] = {}
-    params: dict[int, nn.Parameter] = {}
     layer_names: list[str] = []
 
-    def src(key: str, t: torch.Tensor) -> torch.Tensor:
-        t = source(key, t) if source is not None else t
-        t = t.detach()
-        return t if device is None else t.to(device)
+    def convert(name: str, m: nn.Module) -> bool:
+        if not isinstance(m, LAYER_TYPES):
+            return False
+        layer_names.append(name)
+        if is_fp8_stored(m):
+            report.already.append(name)
+        elif (pattern := matcher.match(name)) is not None:
+            report.ignored.append((name, pattern))
+        elif (why := _skip_reason(m)) is not None:
+            report.skipped.append((name, why))
+        else:
+            return True
+        return False
 
-    def walk(m: nn.Module, name: str) -> nn.Module:
-        if id(m) in modules:  # a module reachable twice (tied) stays one module
-            return modules[id(m)]
-        prefix = f"{name}." if name else ""
-        new = _shallow_copy(m)
-        modules[id(m)] = new
-        convert = False
-        if isinstance(m, LAYER_TYPES):
-            layer_names.append(name)
-            if is_fp8_stored(m):
-                report.already.append(name)
-            elif (pattern := matcher.match(name)) is not None:
-                report.ignored.append((name, pattern))
-            elif (why := _skip_reason(m)) is not None:
-                report.skipped.append((name, why))
-            else:
-                convert = True
-        for pname, p in m._parameters.items():
-            if p is None or (convert and pname == "weight"):
-                continue
-            if id(p) not in params:
-                params[id(p)] = nn.Parameter(src(prefix + pname, p), requires_grad=p.requires_grad)
-            new._parameters[pname] = params[id(p)]
-        for bname, b in m._buffers.items():
-            if b is not None:
-                new._buffers[bname] = src(prefix + bname, b)
-        for cname, child in m._modules.items():
-            new._modules[cname] = None if child is None else walk(child, prefix + cname)
-        if convert:
-            w = src(prefix + "weight", m._parameters["weight"])
-            codes, scale = quantize_weight(w, granularity)
-            new.__class__ = stored_class(type(m))
-            new._fp8_setup(codes, scale, w.dtype, granularity)
-            report.stored.append((name, tuple(w.shape)))
-            report.bytes_before += w.nbytes
-            report.bytes_after += codes.nbytes + scale.nbytes
+    def build(name: str, old: nn.Module, new: nn.Module, w: torch.Tensor) -> nn.Module:
+        codes, scale = quantize_weight(w, granularity)
+        new.__class__ = stored_class(type(old))
+        new._fp8_setup(codes, scale, w.dtype, granularity)
+        report.stored.append((name, tuple(w.shape)))
+        report.bytes_before += w.nbytes
+        report.bytes_after += codes.nbytes + scale.nbytes
         return new
 
-    new_root = walk(root, "")
-    for k in _ROOT_RUNTIME_ATTRS:
-        new_root.__dict__.pop(k, None)
+    new_root, modules = rebuild_tree(root, convert, build, device, source)
     report.unused_patterns = matcher.unused(layer_names)
     report.model_bytes_after = _tree_bytes(new_root)
     return new_root, report, modules

@@ -62,7 +62,7 @@ TABLE = [
     (CPU, "fp8_block", B128, "eager", False),
     (CPU, "fp8_weight_only", None, "eager", False),
     (CPU, "int8", None, "eager", False),
-    (NPU, "int8", None, "eager", False),
+    (NPU, "int8", None, "npu_quant_matmul", False),
     (NPU, "fp8_block", B128, "eager", False),
 ]
 
