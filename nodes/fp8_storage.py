@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import logging
 import types
-from collections.abc import Callable
 
 import comfy.model_patcher
 import comfy.sd
@@ -21,6 +20,7 @@ from comfy_api.latest import io, ui
 
 from ..quant.ignore import IgnoreMatcher
 from ..quant.storage import StorageReport, apply_fp8_storage
+from .patcher_copy import patcher_for_model, unpatched_weights
 
 log = logging.getLogger(__name__)
 
@@ -31,27 +31,6 @@ _TOOLTIPS = {
     "ignored_layers": "Layers kept as they are, comma or newline separated: names, globs (decoder.up.*) or "
                       "re:<regex>; # starts a comment. Names are module paths inside the {what} model.",
 }
-
-
-def _source(patcher) -> Callable[[str, torch.Tensor], torch.Tensor]:
-    """The unpatched tensor of a key: the patcher's backup when a patch is applied, else the live tensor."""
-    backup = getattr(patcher, "backup", {}) or {}
-
-    def source(key: str, t: torch.Tensor) -> torch.Tensor:
-        bk = backup.get(key)
-        return bk.weight if bk is not None else t
-
-    return source
-
-
-def _new_patcher(old, model: torch.nn.Module):
-    """A plain ModelPatcher for ``model`` carrying ``old``'s patches, options and hooks (not its load state)."""
-    p = old.clone(disable_dynamic=True, model_override=(model, ({}, {}, {}, set())))
-    p.size = 0  # clone() copies the source size; ours is smaller
-    p.hook_backup = {}
-    p.cached_hook_patches = {}
-    p.parent = None
-    return p
 
 
 def _remap(obj: object, src: object, mapping: dict[int, torch.nn.Module], skip: tuple[str, ...]) -> None:
@@ -67,7 +46,7 @@ def _remap(obj: object, src: object, mapping: dict[int, torch.nn.Module], skip: 
 
 def _convert(root: torch.nn.Module, patcher, granularity: str, ignored: str):
     return apply_fp8_storage(root, GRANULARITY_CHOICES[granularity], ignored, device=patcher.offload_device,
-                             source=_source(patcher))
+                             source=unpatched_weights(patcher))
 
 
 def fp8_vae(vae: comfy.sd.VAE, granularity: str = "per-channel", ignored: str = "") -> tuple[comfy.sd.VAE,
@@ -78,7 +57,7 @@ def fp8_vae(vae: comfy.sd.VAE, granularity: str = "per-channel", ignored: str = 
     new = copy.copy(vae)  # VAE has no clone(): settings are shared, model and patcher are new
     _remap(new, vae, mapping, ("first_stage_model", "patcher"))
     new.first_stage_model = model
-    new.patcher = _new_patcher(vae.patcher, model)
+    new.patcher = patcher_for_model(vae.patcher, model)
     new.size = None
     new.model_size()
     return new, report
@@ -90,7 +69,7 @@ def fp8_clip(clip: comfy.sd.CLIP, granularity: str = "per-channel", ignored: str
     model, report, mapping = _convert(clip.cond_stage_model, clip.patcher, granularity, ignored)
     new = clip.clone()
     new.cond_stage_model = model
-    new.patcher = _new_patcher(clip.patcher, model)
+    new.patcher = patcher_for_model(clip.patcher, model)
     return new, report
 
 

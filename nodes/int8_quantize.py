@@ -23,9 +23,9 @@ from ..quant.families import UnknownFamilyError, detect_family
 from ..quant.ignore import IgnoreMatcher
 from ..quant.int8_convert import ALREADY, INT8, REQUANTIZE, Int8Plan, convert_int8, plan_int8
 from ..quant.model import tensor_bytes
-from .fp8_storage import _new_patcher, _source
 from .load_dit import PRESET_CHOICES
 from .ops import QuantLinearOp, make_ops
+from .patcher_copy import patcher_for_model, unpatched_weights
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +105,10 @@ def quantize_int8(model, preset: str = "family default", ignored: str = "", min_
     todo = len(plan.layers) - plan.count(ALREADY)
     mm.throw_exception_if_processing_interrupted()
     new_root, _ = convert_int8(root, plan, _make_layer(request), device=model.offload_device,
-                               source=_source(model), compute_device=device, progress=_progress(todo))
+                               source=unpatched_weights(model), compute_device=device, progress=_progress(todo))
     for name in plan.layers:  # layers that were already INT8 ask the dispatch for the same backend
         new_root.get_submodule(name).quant_backend = request
-    new = _new_patcher(model, new_root)
+    new = patcher_for_model(model, new_root)
     dm = new_root.diffusion_model
     report.bytes_after = tensor_bytes(dm)
     for rec in report.quantized:
