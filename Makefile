@@ -23,6 +23,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+	# web/ logic (Node's built-in test runner; skipped where node is not installed)
+	if command -v node >/dev/null 2>&1; then node --test web/tests; else echo "node not found: web tests skipped"; fi
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

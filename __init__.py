@@ -14,7 +14,9 @@ __version__ = "0.1.0"
 async def comfy_entrypoint():  # noqa: ANN201 - returns comfy_api.latest.ComfyExtension
     """V3 entry point called by ComfyUI's loader."""
     from .nodes.extension import DiTQuantExtension
+    from .nodes.routes import register_routes
 
+    register_routes()
     return DiTQuantExtension()
 
 

@@ -26,6 +26,8 @@ def free_port() -> int:
 class ComfyServer:
     """``with ComfyServer(root) as srv: srv.get(...)``; ``root`` holds models/, out/, custom_nodes/."""
 
+    extra_folders: tuple[str, ...] = ()  # more model folders under root/models (e.g. "vae", "text_encoders")
+
     def __init__(self, root: Path) -> None:
         self.root, self.port = root, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -37,11 +39,13 @@ class ComfyServer:
         link = self.root / "custom_nodes" / PACK_DIR
         if not link.exists():
             link.symlink_to(REPO, target_is_directory=True)
-        for sub in ("models/diffusion_models", "models/loras", "out", "tmp", "user"):
+        for sub in ("models/diffusion_models", "models/loras", "out", "tmp", "user",
+                    *(f"models/{f}" for f in self.extra_folders)):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         cfg = self.root / "extra_paths.yaml"
         cfg.write_text(f"dq:\n  base_path: {self.root}\n  diffusion_models: models/diffusion_models\n"
-                       "  loras: models/loras\n  custom_nodes: custom_nodes\n")
+                       "  loras: models/loras\n  custom_nodes: custom_nodes\n"
+                       + "".join(f"  {f}: models/{f}\n" for f in self.extra_folders))
         self.log = open(self.root / "server.log", "w")  # noqa: SIM115 - closed in __exit__
         self.proc = subprocess.Popen(
             [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port), "--disable-auto-launch",

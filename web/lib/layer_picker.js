@@ -1,0 +1,70 @@
+// Pure logic of the "Pick layers…" dialog (no DOM, no ComfyUI): grouping, filtering, preset selections and
+// the ignored_layers text written back to the widget. Layers come from GET /dit_quant/layers.
+
+/** Human-readable byte count ("12.3 MB"). */
+export function formatBytes(n) {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i += 1;
+  }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+/** Layers whose name contains every whitespace-separated word of the filter (case-insensitive). */
+export function filterLayers(layers, filter) {
+  const words = (filter || "").toLowerCase().split(/\s+/).filter(Boolean);
+  return layers.filter((l) => words.every((w) => l.name.toLowerCase().includes(w)));
+}
+
+/** [{block, layers, bytes}] in the order the layers come (the server sorts them naturally). */
+export function groupByBlock(layers) {
+  const groups = new Map();
+  for (const l of layers) {
+    if (!groups.has(l.block)) groups.set(l.block, { block: l.block, layers: [], bytes: 0 });
+    const g = groups.get(l.block);
+    g.layers.push(l);
+    g.bytes += l.bytes;
+  }
+  return [...groups.values()];
+}
+
+/** Names the current ignored_layers text already keeps (as the server matched them). */
+export function initialSelection(layers) {
+  return new Set(layers.filter((l) => l.ignored_by).map((l) => l.name));
+}
+
+/** Names a family preset keeps in high precision ("default" or "quality"). */
+export function presetSelection(layers, preset) {
+  return new Set(layers.filter((l) => l.presets && l.presets[preset]).map((l) => l.name));
+}
+
+/**
+ * The ignored_layers text for a selection: a whole dotted block ("blocks.3") when every layer of it is picked,
+ * else the layer names, one per line. Patterns that matched no layer of this file are kept at the end.
+ */
+export function selectionToText(layers, selected, keep = []) {
+  const lines = [];
+  for (const g of groupByBlock(layers)) {
+    const picked = g.layers.filter((l) => selected.has(l.name));
+    if (picked.length === 0) continue;
+    if (picked.length === g.layers.length && g.layers.length > 1 && g.block.includes(".")) lines.push(g.block);
+    else lines.push(...picked.map((l) => l.name));
+  }
+  return [...lines, ...keep].join("\n");
+}
+
+/** Count and bytes of the selected layers, for the dialog's footer. */
+export function selectionStats(layers, selected) {
+  let bytes = 0;
+  let count = 0;
+  for (const l of layers) {
+    if (selected.has(l.name)) {
+      count += 1;
+      bytes += l.bytes;
+    }
+  }
+  return { count, bytes, text: `${count} of ${layers.length} layers kept in high precision (${formatBytes(bytes)})` };
+}

@@ -1,0 +1,39 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { findSourceFile, layersQuery, summaryText } from "../lib/source_file.js";
+
+const w = (name, value) => ({ name, value });
+
+test("a loader's own file widget", () => {
+  const node = { widgets: [w("unet_name", "wan.safetensors"), w("ignored_layers", "")], inputs: [] };
+  assert.deepEqual(findSourceFile(node, () => null), { folder: "diffusion_models", name: "wan.safetensors" });
+});
+
+test("follows the model input upstream, through other nodes", () => {
+  const loader = { widgets: [w("unet_name", "qwen.safetensors"), w("weight_dtype", "default")], inputs: [] };
+  const lora = { widgets: [w("lora_name", "x.safetensors")], inputs: [{ name: "model", link: 1 }] };
+  const vae = { widgets: [w("vae_name", "vae.safetensors")], inputs: [] };
+  const int8 = { widgets: [w("ignored_layers", "")], inputs: [{ name: "vae", link: 3 }, { name: "model", link: 2 }] };
+  const graph = new Map([[int8, [vae, lora]], [lora, [loader]]]);
+  const upstream = (node, i) => (graph.get(node) || [])[i] || null;
+  assert.deepEqual(findSourceFile(int8, upstream), { folder: "diffusion_models", name: "qwen.safetensors" });
+});
+
+test("vae / clip storage nodes and dead ends", () => {
+  const vae = { widgets: [w("vae_name", "wan_2.1_vae.safetensors")], inputs: [] };
+  const node = { widgets: [], inputs: [{ name: "vae", link: 5 }] };
+  assert.deepEqual(findSourceFile(node, () => vae), { folder: "vae", name: "wan_2.1_vae.safetensors" });
+  assert.equal(findSourceFile({ widgets: [], inputs: [{ name: "model", link: null }] }, () => vae), null);
+  const dir = { widgets: [w("unet_name", "export_folder/")], inputs: [] };
+  assert.equal(findSourceFile(dir, () => null), null);
+  const loop = { widgets: [], inputs: [{ name: "model", link: 1 }] };
+  assert.equal(findSourceFile(loop, () => loop), null);
+});
+
+test("query and summary", () => {
+  assert.equal(layersQuery({ folder: "vae", name: "a b.safetensors" }, "x,y"),
+    "/dit_quant/layers?folder=vae&name=a+b.safetensors&ignored=x%2Cy");
+  assert.equal(summaryText({ text: ["a", "b"] }), "a\nb");
+  assert.equal(summaryText({ text: "c" }), "c");
+  assert.equal(summaryText(undefined), "");
+});
