@@ -6,7 +6,8 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import {
-  filterLayers, formatBytes, groupByBlock, initialSelection, presetSelection, selectionStats, selectionToText,
+  filterLayers, formatBytes, groupByBlock, groupLabel, groupState, initialSelection, presetSelection, selectionStats,
+  selectionToText,
 } from "./lib/layer_picker.js";
 import { findSourceFile, layersQuery, summaryText } from "./lib/source_file.js";
 
@@ -44,8 +45,18 @@ async function openPicker(node, widget) {
   const overlay = el("div", { class: "dq-overlay" });
   const dialog = el("div", { class: "dq-dialog", "data-testid": "dq-dialog" });
   overlay.append(dialog);
-  const close = () => overlay.remove();
+  const onKey = (e) => {
+    if (e.key === "Escape") {
+      e.stopPropagation();
+      close();
+    }
+  };
+  const close = () => {
+    document.removeEventListener("keydown", onKey, true);
+    overlay.remove();
+  };
   overlay.addEventListener("click", (e) => e.target === overlay && close());
+  document.addEventListener("keydown", onKey, true);
   document.body.append(overlay);
   if (!source) {
     dialog.append(el("div", { class: "dq-error" }, "No model file found: connect a loader (Load Diffusion Model, "
@@ -71,21 +82,26 @@ async function openPicker(node, widget) {
   const render = () => {
     list.replaceChildren();
     for (const g of groupByBlock(filterLayers(layers, filterBox.value))) {
-      const all = g.layers.every((l) => selected.has(l.name));
       const groupBox = el("input", { type: "checkbox" });
-      groupBox.checked = all;
+      const syncGroup = () => {
+        const state = groupState(g, selected);
+        groupBox.checked = state === "all";
+        groupBox.indeterminate = state === "some";
+      };
+      syncGroup();
       groupBox.addEventListener("change", () => {
         for (const l of g.layers) groupBox.checked ? selected.add(l.name) : selected.delete(l.name);
         render();
       });
       const details = el("details", {}, el("summary", {}, groupBox, ` ${g.block} `,
-        el("span", { class: "dq-muted" }, `${g.layers.length} layers, ${formatBytes(g.bytes)}`)));
+        el("span", { class: "dq-muted" }, groupLabel(g))));
       details.open = g.layers.length <= 12 || filterBox.value.trim() !== "";
       for (const l of g.layers) {
         const box = el("input", { type: "checkbox" });
         box.checked = selected.has(l.name);
         box.addEventListener("change", () => {
           box.checked ? selected.add(l.name) : selected.delete(l.name);
+          syncGroup();
           stats.textContent = selectionStats(layers, selected).text;
         });
         const why = Object.entries(l.presets || {}).filter(([, p]) => p).map(([k]) => k).join(", ");

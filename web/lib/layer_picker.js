@@ -31,6 +31,18 @@ export function groupByBlock(layers) {
   return [...groups.values()];
 }
 
+/** "1 layer, 8.0 KB" / "10 layers, 96.0 KB": the summary line of a block group. */
+export function groupLabel(group) {
+  const n = group.layers.length;
+  return `${n} ${n === 1 ? "layer" : "layers"}, ${formatBytes(group.bytes)}`;
+}
+
+/** State of a group's checkbox: "all", "some" (indeterminate) or "none" of its layers selected. */
+export function groupState(group, selected) {
+  const picked = group.layers.filter((l) => selected.has(l.name)).length;
+  return picked === 0 ? "none" : picked === group.layers.length ? "all" : "some";
+}
+
 /** Names the current ignored_layers text already keeps (as the server matched them). */
 export function initialSelection(layers) {
   return new Set(layers.filter((l) => l.ignored_by).map((l) => l.name));

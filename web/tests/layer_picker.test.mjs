@@ -1,7 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  filterLayers, formatBytes, groupByBlock, initialSelection, presetSelection, selectionStats, selectionToText,
+  filterLayers, formatBytes, groupByBlock, groupLabel, groupState, initialSelection, presetSelection, selectionStats,
+  selectionToText,
 } from "../lib/layer_picker.js";
 
 const layer = (name, block, extra = {}) => ({
@@ -49,4 +50,17 @@ test("stats", () => {
   const s = selectionStats(LAYERS, new Set(["head.head", "blocks.1.ffn.0"]));
   assert.equal(s.count, 2);
   assert.equal(s.text, "2 of 5 layers kept in high precision (16.0 KB)");
+});
+
+test("group label is singular for one layer", () => {
+  const [b0, , head] = groupByBlock(LAYERS);
+  assert.equal(groupLabel(b0), "2 layers, 16.0 KB");
+  assert.equal(groupLabel(head), "1 layer, 8.0 KB");
+});
+
+test("group checkbox state: all, some (indeterminate), none", () => {
+  const [b0] = groupByBlock(LAYERS);
+  assert.equal(groupState(b0, new Set(["blocks.0.self_attn.q", "blocks.0.ffn.0"])), "all");
+  assert.equal(groupState(b0, new Set(["blocks.0.ffn.0", "head.head"])), "some");
+  assert.equal(groupState(b0, new Set(["head.head"])), "none");
 });

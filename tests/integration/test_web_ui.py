@@ -1,0 +1,176 @@
+"""Integration tier: the web extension in headless Debian Chromium against a real ComfyUI with its frontend.
+
+``browser/ui_check.mjs`` (playwright-core driving /usr/bin/chromium; no browser download) loads every example
+workflow through the frontend's ``app.loadGraphData``, opens "Pick layers…" on a Load FP8 DiT node pointed at a
+tiny Wan checkpoint in ``diffusion_models``, selects layers and applies, then writes a JSON report and
+screenshots; these tests assert on the report. Setup: ``apt-get install chromium`` and
+``npm ci --prefix tests/integration/browser``. Screenshots are copied to ``$DIT_QUANT_ARTIFACTS/web_ui`` (default
+``build/test-artifacts/web_ui``, git-ignored) and the path is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from comfyui_dit_quant.quant.layer_listing import block_of, list_layers
+
+from comfy_env import comfyui
+from comfy_server import REPO, ComfyServer
+from conftest import wan_comfy_shapes, write_random_checkpoint
+from workflow_graph import used_files
+from workflow_specs import OUT_DIR, SNAPSHOT
+
+BROWSER_DIR = Path(__file__).parent / "browser"
+SCRIPT = BROWSER_DIR / "ui_check.mjs"
+WORKFLOWS = sorted(OUT_DIR.glob("*.json"))
+PICKER_WORKFLOW = OUT_DIR / "wan2.2_t2v_a14b_fp8.json"
+CHECKPOINT = "tiny_wan.safetensors"
+PICK, GROUP = "blocks.1.ffn.0", "blocks.0"  # one checkbox, one block's group checkbox (on top of preset default)
+
+
+def browser_setup() -> tuple[str, str]:
+    """(node, chromium) executables, or skip with what is missing and how to install it."""
+    comfyui()
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not Path(chromium).is_file():
+        pytest.skip(f"browser check: no Chromium at {chromium} (apt-get install chromium, or set CHROMIUM)")
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("browser check: node is not installed")
+    if not (BROWSER_DIR / "node_modules" / "playwright-core" / "package.json").is_file():
+        pytest.skip("browser check: playwright-core missing (npm ci --prefix tests/integration/browser)")
+    return node, chromium
+
+
+class WebServer(ComfyServer):
+    extra_folders = ("text_encoders", "vae", "clip_vision")
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Start ComfyUI, run the browser script once; the report, with ``out`` (the screenshot folder) added."""
+    node, chromium = browser_setup()
+    root = tmp_path_factory.mktemp("comfy_web")
+    info = json.loads(SNAPSHOT.read_text())
+    for path in WORKFLOWS:  # empty placeholders so every file widget of the examples has its value listed
+        for folder, name in used_files(json.loads(path.read_text()), info):
+            if folder == "input":
+                continue
+            target = root / "models" / folder / name
+            if name.endswith("/"):
+                target = target / "transformer" / "diffusion_pytorch_model.safetensors"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(b"")
+    write_random_checkpoint(root / "models" / "diffusion_models" / CHECKPOINT, wan_comfy_shapes())
+    # a fresh user: skip the first-run templates browser that would cover the canvas
+    settings = root / "user" / "default" / "comfy.settings.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text(json.dumps({"Comfy.TutorialCompleted": True}))
+    out = tmp_path_factory.mktemp("web_ui_artifacts")
+    with WebServer(root) as srv:
+        proc = subprocess.run(
+            [node, str(SCRIPT), "--url", srv.url, "--out", str(out), "--chromium", chromium,
+             "--checkpoint", CHECKPOINT, "--picker-workflow", str(PICKER_WORKFLOW), "--pick", PICK, "--group", GROUP,
+             *map(str, WORKFLOWS)],
+            cwd=BROWSER_DIR, capture_output=True, text=True, timeout=600)
+    report_file = out / "report.json"
+    if not report_file.is_file():
+        raise AssertionError(f"ui_check.mjs wrote no report ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+                             f"{proc.stderr[-4000:]}")
+    report = json.loads(report_file.read_text())
+    report["out"] = out
+    report["tiny_checkpoint"] = root / "models" / "diffusion_models" / CHECKPOINT
+    return report
+
+
+def test_browser_run_completed(ui: dict) -> None:
+    assert ui.get("extension_loaded"), ui
+    assert ui.get("failure") is None, ui["failure"]
+    assert ui["page_errors"] == [], ui["page_errors"]
+    ours = [e for e in ui["console_errors"] if "dit-quant" in e or "dit_quant" in e]
+    assert ours == [], ours
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_example_workflow_loads_without_missing_nodes(ui: dict, path: Path) -> None:
+    res = ui["workflows"][path.stem]
+    wf = json.loads(path.read_text())
+    assert sorted(n["type"] for n in res["nodes"]) == sorted(n["type"] for n in wf["nodes"])
+    unknown = [n["type"] for n in res["nodes"] if not n["registered"] or n["has_errors"]]
+    assert unknown == [], f"frontend does not know: {unknown}"
+    assert res["warnings"] == [], res["warnings"]
+    assert res["changed_widgets_values"] == [], res["changed_widgets_values"]
+    no_button = [n["type"] for n in res["nodes"] if n["ignored_layers"] and not n["pick_button"]]
+    assert no_button == [], f"no 'Pick layers…' button on {no_button}"
+
+
+def test_missing_node_check_is_not_vacuous(ui: dict) -> None:
+    ctl = ui["negative_control"]
+    assert [n["type"] for n in ctl["nodes"] if not n["registered"]] == ["DiTQuantNoSuchNode"]
+    assert any("DiTQuantNoSuchNode" in w for w in ctl["warnings"]), ctl["warnings"]
+
+
+def expected_ignored_text(layers: list[dict], selected: set[str]) -> str:
+    """The spec of the text the dialog writes: a whole dotted block collapses to its name, else layer names."""
+    lines: list[str] = []
+    blocks: dict[str, list[str]] = {}
+    for r in layers:
+        blocks.setdefault(r["block"], []).append(r["name"])
+    for block, names in blocks.items():
+        picked = [n for n in names if n in selected]
+        if picked and len(picked) == len(names) > 1 and "." in block:
+            lines.append(block)
+        else:
+            lines.extend(picked)
+    return "\n".join(lines)
+
+
+def test_pick_layers_dialog_writes_the_widget(ui: dict) -> None:
+    assert ui.get("failure") is None, ui["failure"]
+    p = ui["picker"]
+    listing = list_layers(str(ui["tiny_checkpoint"]))
+    layers = listing["layers"]
+    assert p["button_on_top"] and p["error"] == []
+    assert CHECKPOINT in p["header"] and "Wan" in p["header"]
+    assert p["layers"] == [r["name"] for r in layers]  # every linear / conv layer of the file, in order
+    assert "+ preset default" in p["buttons"] and "+ preset quality" in p["buttons"]
+    assert p["filtered"] == ["blocks.1.ffn.0", "blocks.1.ffn.2"]  # "ffn 1" typed in the filter box
+    assert p["nodes_kept_while_typing"], "Backspace / Delete in the filter box reached the canvas"
+
+    selected = {r["name"] for r in layers if r["presets"]["default"]} | {PICK}
+    selected |= {r["name"] for r in layers if block_of(r["name"]) == GROUP}
+    assert set(p["checked_in_dialog"]) == selected
+    assert p["stats"].startswith(f"{len(selected)} of {len(layers)} layers")
+    states = {g["text"].split()[0]: g["state"] for g in p["groups"]}
+    assert states[GROUP] == "all" and states[block_of(PICK)] == "some" and states["head"] == "all"
+
+    text = expected_ignored_text(layers, selected)
+    assert text.splitlines()[0] == GROUP
+    assert p["widget_value"] == text
+    assert p["textarea_value"] == text
+    assert text in p["serialized"]  # saved with the workflow
+    assert sorted(p["checked_on_reopen"]) == sorted(selected)  # the server matches the text back to the layers
+    assert p["widget_value_after_escape"] == text
+
+
+def test_screenshots_kept_as_artifacts(ui: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    shots = [Path(s) for s in ui["screenshots"]]
+    names = {s.name for s in shots}
+    assert {"pick_layers_dialog.png", "after_apply.png"} <= names, names
+    for s in shots:
+        assert s.stat().st_size > 10_000 and s.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", s
+    dest = Path(os.environ.get("DIT_QUANT_ARTIFACTS", REPO / "build" / "test-artifacts")) / "web_ui"
+    dest.mkdir(parents=True, exist_ok=True)
+    for s in [*shots, ui["out"] / "report.json"]:
+        shutil.copy2(s, dest / s.name)
+    overlaps = {k: v["overlaps"] for k, v in ui["workflows"].items() if v["overlaps"]}
+    with capsys.disabled():
+        print(f"\nweb UI screenshots: {dest} ({', '.join(sorted(names))}); pytest copy: {ui['out']}")
+        if overlaps:
+            print(f"note: example workflow nodes drawn over each other: {json.dumps(overlaps)}")
