@@ -107,8 +107,11 @@ def build(wf: Workflow, info: dict[str, dict]) -> dict:
                 if not options:
                     raise ValueError(f"{wf.name}: node {n.id} ({n.type}) needs a value for {name}")
                 values.append(options[0])
+        multiline = sum(1 for name, _ in widget_slots(spec) if opts_of[name][1].get("multiline"))
+        button = 28 if "ignored_layers" in opts_of else 0  # the web extension's "Pick layers..." button
+        height = 50 + 24 * (len(values) + len(inputs)) + 96 * multiline + button
         node = {"id": n.id, "type": n.type, "pos": [n.col * 380, n.row * 150],
-                "size": [340, 50 + 24 * (len(values) + len(inputs))], "flags": {}, "order": order, "mode": 0,
+                "size": [340, height], "flags": {}, "order": order, "mode": 0,
                 "inputs": inputs,
                 "outputs": [{"name": name, "type": kind, "links": None}
                             for name, kind in zip(spec["output_name"], spec["output"], strict=True)],
@@ -120,9 +123,21 @@ def build(wf: Workflow, info: dict[str, dict]) -> dict:
     for node in nodes:
         for slot, out in enumerate(node["outputs"]):
             out["links"] = out_links.get((node["id"], slot), [])
+    _stack_columns(nodes)
     return {"id": f"dit-quant-{wf.name}", "revision": 0, "last_node_id": max(n.id for n in wf.nodes),
             "last_link_id": len(links), "nodes": nodes, "links": links, "groups": [], "config": {},
             "extra": {"ds": {"scale": 0.7, "offset": [480, 80]}, "dit_quant": {"title": wf.title}}, "version": 0.4}
+
+
+def _stack_columns(nodes: list[dict[str, Any]], gap: int = 40) -> None:
+    """Move nodes down within their column so that none overlaps the one above it (row order is kept)."""
+    bottom: dict[int, float] = {}
+    for node in sorted(nodes, key=lambda nd: (nd["pos"][0], nd["pos"][1])):
+        x, y = node["pos"]
+        y = max(y, bottom.get(x, y - gap) + gap)
+        node["pos"] = [x, y]
+        bottom[x] = y + node["size"][1] + 30  # the title bar is drawn above pos
+    return None
 
 
 def files_note(title: str, files: dict[str, list[str]], text: str) -> str:
