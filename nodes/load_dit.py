@@ -21,7 +21,7 @@ from ..quant.plan import plan_state_dict
 from ..quant.report import LayerRecord, QuantReport
 from ..quant.schemes import DEFAULT_BLOCK, format_block_size, parse_block_size
 from .layer_state import checkpoint_to_state_dict
-from .load_plan import quantize_state_dict
+from .load_plan import read_quantized_state_dict
 from .ops import make_ops
 from .scheme_choice import SCHEME_LABELS, auto_scheme_name, build_scheme
 
@@ -64,14 +64,15 @@ def _load_plain(path: str, label: str, block_size: str, preset: str, ignored: st
                              "to quantize it anyway") from None
         detected = None
     family = detected.describe() if detected else "unknown family (no preset)"
-    sd, metadata = comfy.utils.load_torch_file(path, return_metadata=True)
-    layers, report = plan_state_dict({k: (tuple(v.shape), v.dtype) for k, v in sd.items()}, scheme, detected,
-                                      PRESET_CHOICES[preset], ignored)
-    report.bytes_before = sum(v.numel() * v.element_size() for v in sd.values())
+    layers, report = plan_state_dict({k: (v.shape, v.torch_dtype) for k, v in header.tensors.items()}, scheme,
+                                      detected, PRESET_CHOICES[preset], ignored)
+    report.bytes_before = sum(v.nbytes for v in header.tensors.values())
     mm.throw_exception_if_processing_interrupted()
-    quantize_state_dict(sd, layers, scheme, device=device, progress=_progress(len(layers)))
+    # plain reads, not comfy.utils.load_torch_file's memory map: a kept mmap-backed tensor (a bias, a norm) would
+    # keep the whole bf16 file mapped and its read pages resident after loading
+    sd = read_quantized_state_dict(header, layers, scheme, device=device, progress=_progress(len(layers)))
     report.bytes_after = sum(v.numel() * v.element_size() for v in sd.values())
-    return sd, metadata, report, family
+    return sd, header.metadata or None, report, family
 
 
 def _load_quantized(path: str, fmt: str, widgets: dict[str, bool], notes: list[str]
@@ -100,14 +101,35 @@ def _load_quantized(path: str, fmt: str, widgets: dict[str, bool], notes: list[s
     return checkpoint_to_state_dict(ckpt), ckpt.metadata, report, family
 
 
-def _record_backends(report: QuantReport, dm: torch.nn.Module, device: torch.device, backend: str) -> None:
-    """The backend the dispatch picks on the load device, per quantized layer of the built model."""
+def _module_name(model_config, layer: str) -> str:
+    """The built model's module name of a file's layer: prefix stripped, then the family's key renames (e.g.
+    HunyuanVideo's tencent ``img_attn_qkv`` → ``img_attn.qkv``) that ComfyUI applies after detection."""
+    short = layer.rpartition("diffusion_model.")[2]
+    if model_config is None:
+        return short
+    try:
+        renamed = next(iter(model_config.process_unet_state_dict({f"{short}.weight": None})))
+    except Exception:  # a model config whose renames need the tensors
+        return short
+    return renamed.removesuffix(".weight")
+
+
+def _record_backends(report: QuantReport, dm: torch.nn.Module, device: torch.device, backend: str,
+                     model_config=None) -> None:
+    """The backend the dispatch picks on the load device, per quantized layer of the built model ``dm``
+    (``model_config``: the detected ComfyUI model config, whose key renames map file names to module names)."""
     layers = {n: m for n, m in dm.named_modules() if getattr(m, "scheme", None) is not None}
+    missing = []
     for rec in report.quantized:
-        m = layers.get(rec.name) or layers.get(rec.name.rpartition("diffusion_model.")[2])
-        if m is not None:
-            rec.backend = backend_for(device, m.scheme.name, m.out_features, m.in_features, backend,
-                                      *(m.scheme.block or (0, 0)))
+        m = layers.get(_module_name(model_config, rec.name))
+        if m is None:
+            missing.append(rec.name)
+            continue
+        rec.backend = backend_for(device, m.scheme.name, m.out_features, m.in_features, backend,
+                                  *(m.scheme.block or (0, 0)))
+    if missing:
+        report.notes.append(f"warning: {len(missing)} quantized layers are not quantized modules of the built "
+                            f"model: {', '.join(missing[:5])}")
 
 
 class LoadFP8DiT(io.ComfyNode):
@@ -172,7 +194,7 @@ class LoadFP8DiT(io.ComfyNode):
         patcher = comfy.sd.load_diffusion_model_state_dict(sd, model_options=options, metadata=metadata)
         if patcher is None:
             raise RuntimeError(f"ComfyUI could not detect the model type of {path}")
-        _record_backends(report, patcher.model.diffusion_model, device, backend)
+        _record_backends(report, patcher.model.diffusion_model, device, backend, patcher.model.model_config)
         report.notes.extend([*notes, f"compute dtype: {str(dtype).removeprefix('torch.')}"])
         text = f"{unet_name}\nfamily: {family}\n{report.summary()}"
         return io.NodeOutput(patcher, ui=ui.PreviewText(text))
