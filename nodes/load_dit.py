@@ -13,7 +13,7 @@ import folder_paths
 import torch
 from comfy_api.latest import io, ui
 
-from ..kernels.dispatch import BACKENDS, backend_for
+from ..kernels.dispatch import BACKENDS
 from ..quant.families import UnknownFamilyError, detect_family
 from ..quant.formats.io import detect_format, read_checkpoint
 from ..quant.formats.safetensors_io import read_header
@@ -21,20 +21,13 @@ from ..quant.plan import plan_state_dict
 from ..quant.report import LayerRecord, QuantReport
 from ..quant.schemes import DEFAULT_BLOCK, format_block_size, parse_block_size
 from .layer_state import checkpoint_to_state_dict
+from .load_common import DTYPE_CHOICES, compute_dtype_for, record_backends
 from .load_plan import read_quantized_state_dict
 from .ops import make_ops
 from .scheme_choice import SCHEME_LABELS, auto_scheme_name, build_scheme
 
 PRESET_CHOICES = {"family default": "default", "none": "none", "quality": "quality"}
-DTYPE_CHOICES = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 DEFAULT_BLOCK_TEXT = format_block_size(DEFAULT_BLOCK)
-
-
-def _compute_dtype(choice: str, device: torch.device) -> torch.dtype:
-    dtype = DTYPE_CHOICES[choice]
-    if dtype is None:
-        return torch.bfloat16 if mm.should_use_bf16(device) else torch.float32
-    return dtype
 
 
 def _progress(total: int):
@@ -101,37 +94,6 @@ def _load_quantized(path: str, fmt: str, widgets: dict[str, bool], notes: list[s
     return checkpoint_to_state_dict(ckpt), ckpt.metadata, report, family
 
 
-def _module_name(model_config, layer: str) -> str:
-    """The built model's module name of a file's layer: prefix stripped, then the family's key renames (e.g.
-    HunyuanVideo's tencent ``img_attn_qkv`` → ``img_attn.qkv``) that ComfyUI applies after detection."""
-    short = layer.rpartition("diffusion_model.")[2]
-    if model_config is None:
-        return short
-    try:
-        renamed = next(iter(model_config.process_unet_state_dict({f"{short}.weight": None})))
-    except Exception:  # a model config whose renames need the tensors
-        return short
-    return renamed.removesuffix(".weight")
-
-
-def _record_backends(report: QuantReport, dm: torch.nn.Module, device: torch.device, backend: str,
-                     model_config=None) -> None:
-    """The backend the dispatch picks on the load device, per quantized layer of the built model ``dm``
-    (``model_config``: the detected ComfyUI model config, whose key renames map file names to module names)."""
-    layers = {n: m for n, m in dm.named_modules() if getattr(m, "scheme", None) is not None}
-    missing = []
-    for rec in report.quantized:
-        m = layers.get(_module_name(model_config, rec.name))
-        if m is None:
-            missing.append(rec.name)
-            continue
-        rec.backend = backend_for(device, m.scheme.name, m.out_features, m.in_features, backend,
-                                  *(m.scheme.block or (0, 0)))
-    if missing:
-        report.notes.append(f"warning: {len(missing)} quantized layers are not quantized modules of the built "
-                            f"model: {', '.join(missing[:5])}")
-
-
 class LoadFP8DiT(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -189,12 +151,12 @@ class LoadFP8DiT(io.ComfyNode):
             widgets = {"scheme": scheme != "auto", "block_size": parse_block_size(block_size) != DEFAULT_BLOCK,
                        "preset": preset != "family default", "ignored_layers": bool(ignored_layers.strip())}
             sd, metadata, report, family = _load_quantized(path, fmt, widgets, notes)
-        dtype = _compute_dtype(compute_dtype, device)
+        dtype = compute_dtype_for(compute_dtype, device)
         options = {"custom_operations": make_ops(backend), "dtype": dtype}
         patcher = comfy.sd.load_diffusion_model_state_dict(sd, model_options=options, metadata=metadata)
         if patcher is None:
             raise RuntimeError(f"ComfyUI could not detect the model type of {path}")
-        _record_backends(report, patcher.model.diffusion_model, device, backend, patcher.model.model_config)
+        record_backends(report, patcher.model.diffusion_model, device, backend, patcher.model.model_config)
         report.notes.extend([*notes, f"compute dtype: {str(dtype).removeprefix('torch.')}"])
         text = f"{unet_name}\nfamily: {family}\n{report.summary()}"
         return io.NodeOutput(patcher, ui=ui.PreviewText(text))

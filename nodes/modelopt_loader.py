@@ -15,7 +15,7 @@ from ..kernels.dispatch import BACKENDS
 from ..quant.formats.modelopt_config import COMPONENTS, is_export_dir
 from ..quant.modelopt_load import COMPUTE_CHOICES, load_export
 from .layer_state import checkpoint_to_state_dict
-from .load_dit import DTYPE_CHOICES, _compute_dtype, _record_backends
+from .load_common import DTYPE_CHOICES, compute_dtype_for, record_backends
 from .ops import make_ops
 
 FOLDER = "diffusion_models"
@@ -89,13 +89,13 @@ class ModelOptCheckpointLoader(io.ComfyNode):
         device = mm.get_torch_device()
         loaded = load_export(path, component, compute)
         mm.throw_exception_if_processing_interrupted()
-        dtype = _compute_dtype(compute_dtype, device)
+        dtype = compute_dtype_for(compute_dtype, device)
         sd = checkpoint_to_state_dict(loaded.checkpoint)
         options = {"custom_operations": make_ops(backend), "dtype": dtype}
         patcher = comfy.sd.load_diffusion_model_state_dict(sd, model_options=options)
         if patcher is None:
             raise RuntimeError(f"ComfyUI could not detect the model type of {path} ({loaded.family})")
-        _record_backends(loaded.report, patcher.model.diffusion_model, device, backend)
+        record_backends(loaded.report, patcher.model.diffusion_model, device, backend)
         loaded.report.notes.append(f"compute dtype: {str(dtype).removeprefix('torch.')}")
         text = f"{source} [{component}]\nfamily: {loaded.family}\n{loaded.report.summary()}"
         return io.NodeOutput(patcher, text, ui=ui.PreviewText(text))
