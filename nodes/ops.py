@@ -19,6 +19,7 @@ from comfy.ops import cast_bias_weight, uncast_bias_weight
 
 from ..kernels.npu_backend import prepare_weight
 from ..quant.schemes import Scheme
+from ..quant.storage import apply_patch_hooks
 from .layer_state import MARKERS, LayerTensors, decode_layer, encode_layer, requantize_with_scale
 
 _PARTS = ("weight", "bias", "weight_scale", "input_scale", *MARKERS)
@@ -141,17 +142,7 @@ class QuantLinearOp(comfy.ops.manual_cast.Linear):
         assert self.scheme is not None
         w = self.scheme.dequantize(self.weight.to(input.device), self.weight_scale.to(input.device), input.dtype)
         b = None if self.bias is None else self.bias.to(input.device, input.dtype)
-        for name in ("weight", "bias"):
-            t = w if name == "weight" else b
-            if t is None:
-                continue
-            lowvram = getattr(self, f"{name}_lowvram_function", None)
-            if lowvram is not None:
-                t = lowvram(t)
-            for f in getattr(self, f"{name}_function"):
-                t = f(t)
-            w, b = (t, b) if name == "weight" else (w, t)
-        return F.linear(input, w, b)
+        return F.linear(input, *apply_patch_hooks(self, w, b))
 
     # --- LoRA (ModelPatcher.patch_weight_to_device) ---------------------------------------------------------
 

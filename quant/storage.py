@@ -61,6 +61,22 @@ def is_fp8_stored(module: nn.Module) -> bool:
     return isinstance(module, FP8StorageMixin)
 
 
+def apply_patch_hooks(module: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run ComfyUI's per-call patch hooks (``*_lowvram_function`` then ``*_function``: LoRA in low-VRAM mode)
+    on a high-precision copy of a layer's weight and bias. Plain attributes, so no ComfyUI import is needed."""
+    out = {"weight": weight, "bias": bias}
+    for name, t in out.items():
+        if t is None:
+            continue
+        lowvram = getattr(module, f"{name}_lowvram_function", None)
+        if lowvram is not None:
+            t = lowvram(t)
+        for f in getattr(module, f"{name}_function", ()):
+            t = f(t)
+        out[name] = t
+    return out["weight"], out["bias"]
+
 class FP8StorageMixin:
     """Mixed in front of a Linear / ConvNd class (see ``stored_class``). ``weight`` holds FP8 codes,
     ``weight_scale`` their float32 scale; forward dequantizes into the input's dtype on the input's device.
@@ -116,17 +132,7 @@ class FP8StorageMixin:
         dtype = input.dtype if input.is_floating_point() else self.fp8_orig_dtype
         w = self.fp8_dequantized_weight(dtype, input.device)
         b = None if self.bias is None else self.bias.to(device=input.device, dtype=dtype, non_blocking=True)
-        for name in ("weight", "bias"):
-            t = w if name == "weight" else b
-            if t is None:
-                continue
-            lowvram = getattr(self, f"{name}_lowvram_function", None)
-            if lowvram is not None:
-                t = lowvram(t)
-            for f in getattr(self, f"{name}_function", ()):
-                t = f(t)
-            w, b = (t, b) if name == "weight" else (w, t)
-        return w, b
+        return apply_patch_hooks(self, w, b)
 
     def forward_comfy_cast_weights(self, input: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         w, b = self._fp8_weight_bias(input)
