@@ -11,12 +11,10 @@ import gc
 import json
 import os
 import sys
-import tempfile
 
-sys.path.insert(0, os.environ["COMFYUI_PATH"])
-from comfy.cli_args import args  # noqa: E402
+from comfy_boot import boot, cos
 
-args.cpu = True
+boot(sys.argv[1])
 
 import comfy.model_management as mm  # noqa: E402
 import folder_paths  # noqa: E402
@@ -25,9 +23,6 @@ import torch  # noqa: E402
 import nodes  # noqa: E402
 
 repo, models_dir, out_dir, case = sys.argv[1:5]
-pkg_parent = tempfile.mkdtemp()
-os.symlink(repo, os.path.join(pkg_parent, "comfyui_dit_quant"))
-sys.path.insert(0, pkg_parent)
 import tiny_models  # noqa: E402
 from comfyui_dit_quant.nodes.load_dit import LoadFP8DiT  # noqa: E402
 from comfyui_dit_quant.nodes.save_dit import SaveQuantizedDiT  # noqa: E402
@@ -69,10 +64,6 @@ def sample(model, family: str) -> torch.Tensor:
     latent = {"samples": torch.zeros(shape)}
     (out,) = nodes.common_ksampler(model, 7, 2, CFG[family], "euler", "simple", cond(1, width), cond(2, width), latent)
     return out["samples"].float().flatten()
-
-
-def cos(a: torch.Tensor, b: torch.Tensor) -> float:
-    return torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0).item()
 
 
 def load(name: str, scheme: str = "auto", **kw):

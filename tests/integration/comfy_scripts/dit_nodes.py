@@ -8,12 +8,10 @@ UNETLoader), ``repeat`` (same file loaded twice, each sampled twice). Prints one
 import json
 import os
 import sys
-import tempfile
 
-sys.path.insert(0, os.environ["COMFYUI_PATH"])
-from comfy.cli_args import args  # noqa: E402
+from comfy_boot import boot, cos
 
-args.cpu = True
+boot(sys.argv[1])
 
 import folder_paths  # noqa: E402
 import torch  # noqa: E402
@@ -21,9 +19,6 @@ import torch  # noqa: E402
 import nodes  # noqa: E402
 
 repo, models_dir, out_dir, case = sys.argv[1:5]
-pkg_parent = tempfile.mkdtemp()
-os.symlink(repo, os.path.join(pkg_parent, "comfyui_dit_quant"))
-sys.path.insert(0, pkg_parent)
 from comfyui_dit_quant.nodes.load_dit import LoadFP8DiT  # noqa: E402
 from comfyui_dit_quant.nodes.save_dit import SaveQuantizedDiT  # noqa: E402
 
@@ -41,10 +36,6 @@ def sample(model) -> torch.Tensor:
     latent = {"samples": torch.zeros(1, 16, 1, 8, 8)}
     (out,) = nodes.common_ksampler(model, 7, 2, 2.0, "euler", "simple", cond(1), cond(2), latent)
     return out["samples"].float().flatten()
-
-
-def cos(a: torch.Tensor, b: torch.Tensor) -> float:
-    return torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0).item()
 
 
 def load(scheme: str = "auto", name: str = BF16, **kw):

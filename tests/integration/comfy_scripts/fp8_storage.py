@@ -7,14 +7,11 @@ Prints one JSON line last.
 """
 
 import json
-import os
 import sys
-import tempfile
 
-sys.path.insert(0, os.environ["COMFYUI_PATH"])
-from comfy.cli_args import args  # noqa: E402
+from comfy_boot import boot
 
-args.cpu = True
+boot(sys.argv[1])
 
 import comfy.ldm.wan.vae  # noqa: E402
 import comfy.lora  # noqa: E402
@@ -23,9 +20,6 @@ import torch  # noqa: E402
 from comfy import sd1_clip  # noqa: E402
 
 repo, case = sys.argv[1:3]
-pkg_parent = tempfile.mkdtemp()
-os.symlink(repo, os.path.join(pkg_parent, "comfyui_dit_quant"))
-sys.path.insert(0, pkg_parent)
 from comfyui_dit_quant.nodes.fp8_storage import ApplyFP8StorageCLIP, ApplyFP8StorageVAE  # noqa: E402
 
 FP8 = torch.float8_e4m3fn

@@ -6,14 +6,11 @@ bf16). Prints one JSON line last.
 """
 
 import json
-import os
 import sys
-import tempfile
 
-sys.path.insert(0, os.environ["COMFYUI_PATH"])
-from comfy.cli_args import args  # noqa: E402
+from comfy_boot import boot, cos
 
-args.cpu = True
+boot(sys.argv[1])
 
 import folder_paths  # noqa: E402
 import torch  # noqa: E402
@@ -21,9 +18,6 @@ import torch  # noqa: E402
 import nodes  # noqa: E402
 
 repo, models_dir, case = sys.argv[1:4]
-pkg_parent = tempfile.mkdtemp()
-os.symlink(repo, os.path.join(pkg_parent, "comfyui_dit_quant"))
-sys.path.insert(0, pkg_parent)
 from comfyui_dit_quant.nodes.int8_quantize import Int8NPUQuantize  # noqa: E402
 from comfyui_dit_quant.nodes.load_dit import LoadFP8DiT  # noqa: E402
 
@@ -40,10 +34,6 @@ def sample(model) -> torch.Tensor:
     latent = {"samples": torch.zeros(1, 16, 1, 8, 8)}
     (out,) = nodes.common_ksampler(model, 7, 2, 2.0, "euler", "simple", cond(1), cond(2), latent)
     return out["samples"].float().flatten()
-
-
-def cos(a: torch.Tensor, b: torch.Tensor) -> float:
-    return torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0).item()
 
 
 def stock():

@@ -9,23 +9,18 @@ import gc
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.environ["COMFYUI_PATH"])
-from comfy.cli_args import args  # noqa: E402
+from comfy_boot import boot
 
-args.cpu = True
+boot(sys.argv[1])
 
 import folder_paths  # noqa: E402
 
 import nodes  # noqa: E402, F401  (ComfyUI's own import order)
 
 repo, models_dir, scheme = sys.argv[1:4]
-pkg_parent = tempfile.mkdtemp()
-os.symlink(repo, os.path.join(pkg_parent, "comfyui_dit_quant"))
-sys.path.insert(0, pkg_parent)
 sys.path.insert(0, os.path.join(repo, "tests"))
 from conftest import wan_comfy_shapes, write_random_checkpoint  # noqa: E402
 

@@ -2,14 +2,11 @@
 bf16 weights (KSampler, CPU). argv: REPO_ROOT MODELS_DIR SOURCE BF16_FILE. Prints one JSON line last."""
 
 import json
-import os
 import sys
-import tempfile
 
-sys.path.insert(0, os.environ["COMFYUI_PATH"])
-from comfy.cli_args import args
+from comfy_boot import boot
 
-args.cpu = True
+boot(sys.argv[1])
 
 import folder_paths
 import torch
@@ -17,9 +14,6 @@ import torch
 import nodes
 
 repo, models_dir, source, bf16 = sys.argv[1:5]
-pkg_parent = tempfile.mkdtemp()
-os.symlink(repo, os.path.join(pkg_parent, "comfyui_dit_quant"))
-sys.path.insert(0, pkg_parent)
 from comfyui_dit_quant.nodes.modelopt_loader import ModelOptCheckpointLoader, source_options
 
 folder_paths.add_model_folder_path("diffusion_models", models_dir, is_default=True)
