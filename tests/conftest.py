@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from comfyui_dit_quant.quant.formats.safetensors_io import SafetensorsWriter, atomic_output
 
@@ -56,6 +57,21 @@ def write_random_checkpoint(path: Path, shapes: dict[str, tuple[int, ...]], dtyp
             w.write(prefix + n, t)
         w.close()
     return path
+
+
+def write_tiny_wan_and_lora(models: Path) -> None:
+    """``tiny_wan_bf16.safetensors`` (a Wan 2.1 shape ComfyUI detects: heads = dim / 128, text dim 4096) and a
+    rank-4 ``tiny_lora.safetensors`` on its self-attention and FFN layers, in ``models``."""
+    write_random_checkpoint(models / "tiny_wan_bf16.safetensors",
+                            wan_comfy_shapes(dim=256, ffn=512, layers=2, text_dim=4096, freq_dim=256))
+    gen, lora = torch.Generator().manual_seed(3), {}
+    for b in range(2):
+        for name, (n, k) in [*((f"self_attn.{p}", (256, 256)) for p in "qkvo"), ("ffn.0", (512, 256)),
+                             ("ffn.2", (256, 512))]:
+            key = f"diffusion_model.blocks.{b}.{name}"
+            lora[key + ".lora_up.weight"] = (torch.randn(n, 4, generator=gen) * 0.05).to(torch.bfloat16)
+            lora[key + ".lora_down.weight"] = (torch.randn(4, k, generator=gen) * 0.05).to(torch.bfloat16)
+    save_file(lora, str(models / "tiny_lora.safetensors"))
 
 
 @pytest.fixture

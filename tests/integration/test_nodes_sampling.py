@@ -4,12 +4,10 @@ KSampler 2 steps (cfg 2) per scheme vs stock UNETLoader bf16, LoRA, low-VRAM LoR
 from __future__ import annotations
 
 import pytest
-import torch
-from safetensors.torch import save_file
 
 from comfy_env import comfyui, run_comfy_script
 from comfy_server import REPO
-from conftest import wan_comfy_shapes, write_random_checkpoint
+from conftest import write_tiny_wan_and_lora
 
 
 @pytest.fixture(scope="module")
@@ -18,16 +16,7 @@ def dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     root = tmp_path_factory.mktemp("nodes")
     models, out = root / "models", root / "out"
     out.mkdir()
-    write_random_checkpoint(models / "tiny_wan_bf16.safetensors",
-                            wan_comfy_shapes(dim=256, ffn=512, layers=2, text_dim=4096, freq_dim=256))
-    gen, lora = torch.Generator().manual_seed(3), {}
-    for b in range(2):
-        for name, (n, k) in [*((f"self_attn.{p}", (256, 256)) for p in "qkvo"), ("ffn.0", (512, 256)),
-                             ("ffn.2", (256, 512))]:
-            key = f"diffusion_model.blocks.{b}.{name}"
-            lora[key + ".lora_up.weight"] = (torch.randn(n, 4, generator=gen) * 0.05).to(torch.bfloat16)
-            lora[key + ".lora_down.weight"] = (torch.randn(4, k, generator=gen) * 0.05).to(torch.bfloat16)
-    save_file(lora, str(models / "tiny_lora.safetensors"))
+    write_tiny_wan_and_lora(models)
     return str(models), str(out)
 
 

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from comfy_boot import boot, cos
+from comfy_boot import boot, cos, wan_sample
 
 boot(sys.argv[1])
 
@@ -28,15 +28,6 @@ folder_paths.set_output_directory(out_dir)
 BF16 = "tiny_wan_bf16.safetensors"
 
 
-def cond(seed: int) -> list:
-    return [[torch.randn(1, 8, 4096, generator=torch.Generator().manual_seed(seed)), {}]]
-
-
-def sample(model) -> torch.Tensor:
-    latent = {"samples": torch.zeros(1, 16, 1, 8, 8)}
-    (out,) = nodes.common_ksampler(model, 7, 2, 2.0, "euler", "simple", cond(1), cond(2), latent)
-    return out["samples"].float().flatten()
-
 
 def load(scheme: str = "auto", name: str = BF16, **kw):
     widgets = {"unet_name": name, "scheme": scheme, "block_size": "128x128", "preset": "family default",
@@ -51,11 +42,11 @@ def stock(name: str = BF16):
 
 result: dict = {}
 if case == "schemes":
-    ref = sample(stock())
+    ref = wan_sample(stock())
     for label in ("auto", "fp8 per-tensor", "fp8 per-token x channel", "fp8 block", "fp8 weight-only (per-channel)",
                   "fp8 weight-only (block)", "int8 W8A8"):
         model, text = load(label, block_size="64x64")
-        out = sample(model)
+        out = wan_sample(model)
         kinds = sorted({type(m).__name__ for m in model.model.diffusion_model.modules()
                         if getattr(m, "scheme", None) is not None})
         n_q = sum(getattr(m, "scheme", None) is not None for m in model.model.diffusion_model.modules())
@@ -66,10 +57,10 @@ elif case == "lora":
     res = {}
     for kind in ("bf16", "fp8 per-token x channel", "fp8 block", "int8 W8A8", "fp8 per-tensor"):
         model = stock() if kind == "bf16" else load(kind, block_size="64x64")[0]
-        base = sample(model)
+        base = wan_sample(model)
         (patched,) = nodes.LoraLoaderModelOnly().load_lora_model_only(model, lora_name, 3.0)
-        with_lora = sample(patched)
-        again = sample(model)  # the LoRA clone was patched into the shared module, then unpatched
+        with_lora = wan_sample(patched)
+        again = wan_sample(model)  # the LoRA clone was patched into the shared module, then unpatched
         res[kind] = (base, with_lora, again)
     b_base, b_lora, _ = res["bf16"]
     for kind, (base, with_lora, again) in res.items():
@@ -99,7 +90,7 @@ elif case == "lowvram":
 elif case == "save":
     for label in ("fp8 per-tensor", "int8 W8A8", "fp8 block"):
         model, _ = load(label, block_size="64x64")
-        ours = sample(model)
+        ours = wan_sample(model)
         ui = SaveQuantizedDiT.execute(model, f"diffusion_models/tiny_{label.split()[0]}_{label.split()[-1]}",
                                       "auto").ui.as_dict()["text"][0]
         saved = [f for f in os.listdir(os.path.join(out_dir, "diffusion_models"))
@@ -109,16 +100,16 @@ elif case == "save":
         entry = {"text": ui, "file": saved[0]}
         try:
             st = stock(saved[0])
-            entry["stock_cosine"] = cos(sample(st), ours)
+            entry["stock_cosine"] = cos(wan_sample(st), ours)
         except Exception as e:  # block FP8 has no native format: stock ComfyUI cannot run it
             entry["stock_error"] = f"{type(e).__name__}: {e}"[:300]
         again, _ = load(name=saved[0])
-        entry["reload_identical"] = bool(torch.equal(sample(again), ours))
+        entry["reload_identical"] = bool(torch.equal(wan_sample(again), ours))
         result[label] = entry
 elif case == "repeat":
     outs = []
     for _ in range(2):
         model, _ = load("fp8 block", block_size="64x64")
-        outs += [sample(model), sample(model)]
+        outs += [wan_sample(model), wan_sample(model)]
     result = {"identical": [bool(torch.equal(outs[0], o)) for o in outs[1:]]}
 print(json.dumps(result))

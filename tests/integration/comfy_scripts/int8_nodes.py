@@ -8,7 +8,7 @@ bf16). Prints one JSON line last.
 import json
 import sys
 
-from comfy_boot import boot, cos
+from comfy_boot import boot, cos, wan_sample
 
 boot(sys.argv[1])
 
@@ -25,15 +25,6 @@ folder_paths.add_model_folder_path("diffusion_models", models_dir, is_default=Tr
 folder_paths.add_model_folder_path("loras", models_dir, is_default=True)
 BF16 = "tiny_wan_bf16.safetensors"
 
-
-def cond(seed: int) -> list:
-    return [[torch.randn(1, 8, 4096, generator=torch.Generator().manual_seed(seed)), {}]]
-
-
-def sample(model) -> torch.Tensor:
-    latent = {"samples": torch.zeros(1, 16, 1, 8, 8)}
-    (out,) = nodes.common_ksampler(model, 7, 2, 2.0, "euler", "simple", cond(1), cond(2), latent)
-    return out["samples"].float().flatten()
 
 
 def stock():
@@ -62,25 +53,25 @@ def unchanged(before: dict, model) -> bool:
 result: dict = {}
 if case == "sample":
     base = stock()
-    ref = sample(base)
+    ref = wan_sample(base)
     before = snapshot(base)
     classes = [type(m).__name__ for m in base.model.modules()]
     for backend in ("auto", "cpu", "npu", "cuda"):
         q, text = quantize(base, backend)
-        out = sample(q)
+        out = wan_sample(q)
         result[backend] = {"cosine": cos(out, ref), "finite": bool(torch.isfinite(out).all()), "text": text,
                            "int8_layers": int8_layers(q), "new": q is not base and q.model is not base.model,
                            "size": [base.model_size(), q.model_size()]}
-    result["input_untouched"] = (unchanged(before, base) and torch.equal(sample(base), ref)
+    result["input_untouched"] = (unchanged(before, base) and torch.equal(wan_sample(base), ref)
                                  and [type(m).__name__ for m in base.model.modules()] == classes
                                  and int8_layers(base) == 0)
     for label in ("fp8 block", "int8 W8A8"):  # MODELs from this pack's loader
         loaded = LoadFP8DiT.execute(unet_name=BF16, scheme=label, block_size="64x64", preset="family default",
                                     ignored_layers="", compute_dtype="auto", backend="auto").args[0]
-        loaded_out = sample(loaded)
+        loaded_out = wan_sample(loaded)
         q, text = quantize(loaded, "cpu")
-        result[label] = {"cosine": cos(sample(q), ref), "text": text, "int8_layers": int8_layers(q),
-                         "loaded_unchanged": bool(torch.equal(sample(loaded), loaded_out))}
+        result[label] = {"cosine": cos(wan_sample(q), ref), "text": text, "int8_layers": int8_layers(q),
+                         "loaded_unchanged": bool(torch.equal(wan_sample(loaded), loaded_out))}
     q, text = quantize(base, "auto", "none", "blocks.0.ffn.*")
     result["ignored"] = {"text": text, "int8_layers": int8_layers(q)}
 elif case == "lora":
@@ -90,21 +81,21 @@ elif case == "lora":
         return nodes.LoraLoaderModelOnly().load_lora_model_only(model, lora, 3.0)[0]
 
     base = stock()
-    b_base = sample(base)
-    b_lora = sample(with_lora(base))
+    b_base = wan_sample(base)
+    b_lora = wan_sample(with_lora(base))
     q, _ = quantize(base)
-    q_base = sample(q)
-    after = sample(with_lora(q))  # LoRA after quantization
-    q_again = sample(q)  # the LoRA clone shares q's modules: unpatched, they must be exactly as before
+    q_base = wan_sample(q)
+    after = wan_sample(with_lora(q))  # LoRA after quantization
+    q_again = wan_sample(q)  # the LoRA clone shares q's modules: unpatched, they must be exactly as before
     patched = with_lora(base)
-    before_unsampled = sample(quantize(patched)[0])  # LoRA before quantization (patches carried over)
-    sample(patched)  # bake the LoRA into the shared modules (with backups) ...
-    before_sampled = sample(quantize(patched)[0])  # ... the node must read the unpatched backups, not double it
+    before_unsampled = wan_sample(quantize(patched)[0])  # LoRA before quantization (patches carried over)
+    wan_sample(patched)  # bake the LoRA into the shared modules (with backups) ...
+    before_sampled = wan_sample(quantize(patched)[0])  # ... the node must read the unpatched backups, not double it
     for name, out, b0 in (("after", after, q_base), ("before", before_unsampled, q_base),
                           ("before_sampled", before_sampled, q_base)):
         result[name] = {"vs_bf16_lora": cos(out, b_lora), "delta_cosine": cos(out - b0, b_lora - b_base),
                         "delta_norm_ratio": ((out - b0).norm() / (b_lora - b_base).norm()).item()}
     result["lora_changed"] = ((b_lora - b_base).norm() / b_base.norm()).item()
     result["unpatched_identical"] = bool(torch.equal(q_again, q_base))
-    result["stock_identical"] = bool(torch.equal(sample(base), b_base))
+    result["stock_identical"] = bool(torch.equal(wan_sample(base), b_base))
 print(json.dumps(result))

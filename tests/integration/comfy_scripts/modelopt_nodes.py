@@ -4,7 +4,7 @@ bf16 weights (KSampler, CPU). argv: REPO_ROOT MODELS_DIR SOURCE BF16_FILE. Print
 import json
 import sys
 
-from comfy_boot import boot
+from comfy_boot import boot, wan_sample
 
 boot(sys.argv[1])
 
@@ -19,23 +19,14 @@ from comfyui_dit_quant.nodes.modelopt_loader import ModelOptCheckpointLoader, so
 folder_paths.add_model_folder_path("diffusion_models", models_dir, is_default=True)
 
 
-def cond(seed: int) -> list:
-    return [[torch.randn(1, 8, 4096, generator=torch.Generator().manual_seed(seed)), {}]]
 
-
-def sample(model) -> torch.Tensor:
-    latent = {"samples": torch.zeros(1, 16, 1, 8, 8)}
-    (out,) = nodes.common_ksampler(model, 7, 2, 2.0, "euler", "simple", cond(1), cond(2), latent)
-    return out["samples"].float().flatten()
-
-
-ref = sample(nodes.UNETLoader().load_unet(bf16, "default")[0])
+ref = wan_sample(nodes.UNETLoader().load_unet(bf16, "default")[0])
 result = {"options": source_options()}
 for compute in ("as exported",):
     res = ModelOptCheckpointLoader.execute(source=source, component="transformer", compute=compute,
                                            compute_dtype="auto", backend="auto")
     model, summary = res.args
-    out = sample(model)
+    out = wan_sample(model)
     n_q = sum(getattr(m, "scheme", None) is not None for m in model.model.diffusion_model.modules())
     result[compute] = {"cosine": torch.nn.functional.cosine_similarity(out, ref, dim=0).item(), "quantized": n_q,
                        "finite": bool(torch.isfinite(out).all()), "summary": summary,
