@@ -69,3 +69,8 @@ def test_saved_files_reload_in_stock_unet_loader_and_in_the_pack(dirs: tuple[str
 def test_same_model_loaded_twice_and_queued_twice_is_identical(dirs: tuple[str, str]) -> None:
     assert run(dirs, "repeat") == {"identical": [True, True, True]}
 
+
+def test_assign_loading_as_the_dynamic_vram_patcher_does_gives_the_same_model(dirs: tuple[str, str]) -> None:
+    res = run(dirs, "assign")
+    assert res and all(r["identical"] for r in res.values()), res
+    assert all(r["assign"] == [False, True] for r in res.values()), res  # the forced path really ran

@@ -2,7 +2,8 @@
 
 argv: REPO_ROOT MODELS_DIR OUTPUT_DIR CASE. Cases: ``schemes`` (each scheme through KSampler vs stock bf16),
 ``lora`` (LoraLoaderModelOnly on bf16 and quantized, then unpatched), ``save`` (Save Quantized DiT → stock
-UNETLoader), ``repeat`` (same file loaded twice, each sampled twice). Prints one JSON line last.
+UNETLoader), ``repeat`` (same file loaded twice, each sampled twice), ``assign`` (weights loaded with assign=True, as
+the dynamic-VRAM patcher does). Prints one JSON line last.
 """
 
 import json
@@ -26,7 +27,6 @@ folder_paths.add_model_folder_path("diffusion_models", models_dir, is_default=Tr
 folder_paths.add_model_folder_path("loras", models_dir, is_default=True)
 folder_paths.set_output_directory(out_dir)
 BF16 = "tiny_wan_bf16.safetensors"
-
 
 
 def load(scheme: str = "auto", name: str = BF16, **kw):
@@ -112,4 +112,27 @@ elif case == "repeat":
         model, _ = load("fp8 block", block_size="64x64")
         outs += [wan_sample(model), wan_sample(model)]
     result = {"identical": [bool(torch.equal(outs[0], o)) for o in outs[1:]]}
+elif case == "assign":
+    # The dynamic-VRAM patcher (NVIDIA) makes ComfyUI load weights with load_state_dict(assign=True); on a CPU
+    # it is never used, so force that path for the load and compare with the ordinary load.
+    import comfy.model_base
+    import comfy.model_patcher
+
+    seen: list[bool] = []
+    real_load = comfy.model_base.BaseModel.load_model_weights
+
+    def spy(self, sd, unet_prefix="", assign=False):
+        seen.append(assign)
+        return real_load(self, sd, unet_prefix, assign=assign)
+
+    comfy.model_base.BaseModel.load_model_weights = spy
+    for label in ("fp8 per-token x channel", "fp8 block", "int8 W8A8"):
+        plain = wan_sample(load(label, block_size="64x64")[0])
+        real = comfy.model_patcher.ModelPatcher.is_dynamic
+        comfy.model_patcher.ModelPatcher.is_dynamic = lambda self: True
+        try:
+            model, _ = load(label, block_size="64x64")
+        finally:
+            comfy.model_patcher.ModelPatcher.is_dynamic = real
+        result[label] = {"identical": bool(torch.equal(wan_sample(model), plain)), "assign": seen[-2:]}
 print(json.dumps(result))
