@@ -17,7 +17,7 @@ them apart; ``in_channels`` 98 marks the SR model.
 from __future__ import annotations
 
 from .keymap import KeyMap, KeyRule
-from .spec import DetectedModel, FamilySpec, Shapes, count_blocks, dim_at, out_per_patch
+from .spec import DetectedModel, FamilySpec, Shapes, block_preset, count_blocks, dim_at, out_per_patch
 
 NAME = "hunyuan_video15"
 
@@ -155,14 +155,7 @@ _BLOCKS = {"comfyui": "double_blocks", "diffusers": "transformer_blocks"}
 
 def preset(name: str, naming: str, num_blocks: int | None) -> list[str]:
     """Ignore patterns of a preset (see ``presets.preset_ignore``)."""
-    if name == "none":
-        return []
-    out = list(_DEFAULT[naming])
-    if name == "quality":
-        out.append(f"{_BLOCKS[naming]}.0")
-        if num_blocks and num_blocks > 1:
-            out.append(f"{_BLOCKS[naming]}.{num_blocks - 1}")
-    return out
+    return block_preset(name, _DEFAULT[naming], _BLOCKS[naming], num_blocks)
 
 
 SPEC = FamilySpec(

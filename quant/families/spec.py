@@ -96,3 +96,16 @@ def dim_at(shapes: Shapes, key: str, axis: int) -> int | None:
         return int(shape[axis])
     except IndexError:
         return None
+
+
+def block_preset(name: str, default: Sequence[str], blocks: str, num_blocks: int | None) -> list[str]:
+    """``none`` → []; ``default`` → ``default``; ``quality`` → ``default`` plus the first and (when the count is
+    known) the last transformer block of the ``blocks`` container."""
+    if name == "none":
+        return []
+    out = list(default)
+    if name == "quality":
+        out.append(f"{blocks}.0")
+        if num_blocks and num_blocks > 1:
+            out.append(f"{blocks}.{num_blocks - 1}")
+    return out

@@ -8,7 +8,7 @@ rename; note the cross-attention norm is ``norm3`` in ComfyUI but ``norm2`` in d
 from __future__ import annotations
 
 from .keymap import KeyMap, KeyRule
-from .spec import DetectedModel, FamilySpec, Shapes, count_blocks, dim_at, out_per_patch
+from .spec import DetectedModel, FamilySpec, Shapes, block_preset, count_blocks, dim_at, out_per_patch
 
 NAME = "wan"
 SIZES: dict[int, str] = {1536: "1.3b", 3072: "5b", 5120: "14b"}
@@ -141,14 +141,7 @@ _DEFAULT = {
 
 def preset(name: str, naming: str, num_blocks: int | None) -> list[str]:
     """Ignore patterns of a preset (see ``presets.preset_ignore``)."""
-    if name == "none":
-        return []
-    out = list(_DEFAULT[naming])
-    if name == "quality":
-        out.append("blocks.0")
-        if num_blocks and num_blocks > 1:
-            out.append(f"blocks.{num_blocks - 1}")
-    return out
+    return block_preset(name, _DEFAULT[naming], "blocks", num_blocks)
 
 
 SPEC = FamilySpec(
