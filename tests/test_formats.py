@@ -14,7 +14,7 @@ from comfyui_dit_quant.quant.formats.io import read_checkpoint, write_checkpoint
 from comfyui_dit_quant.quant.formats.safetensors_io import CheckpointError, read_header
 from comfyui_dit_quant.quant.schemes import FP8Block, FP8Channel, FP8Tensor, FP8WeightOnly, Int8, Scheme
 
-ALL_SCHEMES = [FP8Tensor(), FP8Channel(), FP8Block("32x64"), FP8Block(), FP8WeightOnly(),
+ALL_SCHEMES = [FP8Tensor(), FP8Channel(), FP8Block("32x64"), FP8Block(), FP8WeightOnly(), FP8WeightOnly("tensor"),
                FP8WeightOnly("block", "64x32"), Int8()]
 
 
@@ -40,7 +40,8 @@ def test_round_trip_is_bit_exact(tmp_path: Path, scheme: Scheme) -> None:
     ckpt = _checkpoint([scheme])
     path = tmp_path / "q.safetensors"
     fmt = write_checkpoint(path, ckpt)
-    assert fmt == ("comfy_quant" if isinstance(scheme, (FP8Tensor, Int8)) else "dit_quant")
+    native = isinstance(scheme, (FP8Tensor, Int8)) or scheme == FP8WeightOnly("tensor")
+    assert fmt == ("comfy_quant" if native else "dit_quant")
     back = read_checkpoint(path)
     assert back.format == fmt
     assert back.layers == ckpt.layers
@@ -71,6 +72,19 @@ def test_native_file_layout_is_what_comfyui_reads(tmp_path: Path) -> None:
     assert raw["blocks.0.proj.weight_scale"].shape == ()
     assert json.loads(bytes(raw["blocks.0.proj.comfy_quant"].tolist())) == {"format": "float8_e4m3fn"}
     assert "comfyui_dit_quant" not in read_header(tmp_path / "n.safetensors").metadata
+
+
+def test_native_per_tensor_weight_only_is_full_precision_matrix_mult(tmp_path: Path) -> None:
+    """fp8 per-tensor with and without FP8 activations in one native file (the default preset's modulation
+    layers): ComfyUI's ``full_precision_matrix_mult`` flag tells the two apart."""
+    ckpt = _checkpoint([FP8Tensor(), FP8WeightOnly("tensor")])
+    assert write_checkpoint(tmp_path / "w.safetensors", ckpt) == "comfy_quant"
+    raw = load_file(tmp_path / "w.safetensors")
+    assert json.loads(bytes(raw["blocks.1.proj.comfy_quant"].tolist())) == {
+        "format": "float8_e4m3fn", "full_precision_matrix_mult": True}
+    assert json.loads(bytes(raw["blocks.0.proj.comfy_quant"].tolist())) == {"format": "float8_e4m3fn"}
+    assert raw["blocks.1.proj.weight_scale"].shape == ()
+    assert read_checkpoint(tmp_path / "w.safetensors").layers == ckpt.layers
 
 
 def test_native_int8_uses_comfyui_per_channel_layout(tmp_path: Path) -> None:

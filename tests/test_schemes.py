@@ -25,6 +25,7 @@ CASES = [
     ("fp8_block", {}, torch.float8_e4m3fn, (3, 2)),
     ("fp8_block", {"block_size": "128x64"}, torch.float8_e4m3fn, (3, 4)),
     ("fp8_weight_only", {}, torch.float8_e4m3fn, (300,)),
+    ("fp8_weight_only", {"granularity": "tensor"}, torch.float8_e4m3fn, ()),
     ("fp8_weight_only", {"granularity": "block", "block_size": "64"}, torch.float8_e4m3fn, (5, 4)),
     ("int8", {}, torch.int8, (300,)),
 ]

@@ -2,7 +2,9 @@
 
 Per quantized Linear ``<l>``: ``<l>.weight`` codes, ``<l>.weight_scale`` (float32 dequant multiplier) and
 ``<l>.comfy_quant``: a 1-D uint8 tensor holding UTF-8 JSON such as ``{"format": "float8_e4m3fn"}``.
-- ``float8_e4m3fn``: e4m3 codes, scalar scale, optional ``<l>.input_scale`` (static activation scale) = fp8_tensor.
+- ``float8_e4m3fn``: e4m3 codes, scalar scale, optional ``<l>.input_scale`` (static activation scale) = fp8_tensor;
+  with ``"full_precision_matrix_mult": true`` ComfyUI dequantizes and multiplies in high precision = this pack's
+  fp8_weight_only with granularity "tensor".
 - ``int8_tensorwise``: int8 codes, scale scalar or ``[N, 1]`` per output channel; ComfyUI quantizes activations
   per token at run time = this pack's int8 scheme (written with ``[N, 1]`` scales, read back as ``[N]``).
 ComfyUI also accepts the same per-layer JSON in the safetensors header ``_quantization_metadata``
@@ -16,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..schemes import FP8Tensor, Int8, Scheme
+from ..schemes import FP8Tensor, FP8WeightOnly, Int8, Scheme
 from .safetensors_io import CheckpointError
 
 MARKER_SUFFIX = ".comfy_quant"
@@ -28,6 +30,8 @@ def native_config(scheme: Scheme, weight_scale_shape: tuple[int, ...]) -> dict[s
     """The ``comfy_quant`` JSON for a layer, or None when stock ComfyUI cannot express it."""
     if isinstance(scheme, FP8Tensor) and len(weight_scale_shape) == 0:
         return {"format": "float8_e4m3fn"}
+    if isinstance(scheme, FP8WeightOnly) and scheme.granularity == "tensor" and len(weight_scale_shape) == 0:
+        return {"format": "float8_e4m3fn", "full_precision_matrix_mult": True}
     if isinstance(scheme, Int8) and len(weight_scale_shape) == 1:
         return {"format": "int8_tensorwise"}
     return None
@@ -56,7 +60,7 @@ def decode_config(t: torch.Tensor) -> dict[str, Any]:
 def scheme_from_native(config: dict[str, Any], path: str, layer: str) -> Scheme:
     fmt = str(config.get("format", ""))
     if fmt == "float8_e4m3fn":
-        return FP8Tensor()
+        return FP8WeightOnly("tensor") if config.get("full_precision_matrix_mult") else FP8Tensor()
     if fmt == "int8_tensorwise":
         if config.get("convrot") or (config.get("params") or {}).get("convrot"):
             raise CheckpointError(f"{path}: layer {layer!r} uses int8_tensorwise with ConvRot rotation, which this "

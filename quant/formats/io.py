@@ -122,8 +122,9 @@ def resolve_write_format(requested: str, native_ok: bool) -> str:
     if requested not in WRITE_FORMATS:
         raise ValueError(f"unknown output format {requested!r}; expected one of {', '.join(WRITE_FORMATS)}")
     if requested == "comfy_quant" and not native_ok:
-        raise ValueError("ComfyUI's native format only holds per-tensor FP8 and per-channel INT8 layers; use the "
-                         "dit_quant format (or 'auto') for the fp8 channel, block and weight-only schemes")
+        raise ValueError("ComfyUI's native format only holds per-tensor FP8 (with or without FP8 activations) and "
+                         "per-channel INT8 layers; use the dit_quant format (or 'auto') for the fp8 channel, block "
+                         "and per-channel / block weight-only schemes")
     if requested == "auto":
         return "comfy_quant" if native_ok else "dit_quant"
     return requested

@@ -1,8 +1,9 @@
-"""fp8_weight_only: FP8 weights (per-channel or per-block scales), activations stay bf16/fp16.
+"""fp8_weight_only: FP8 weights (per-channel, per-tensor or per-block scales), activations stay bf16/fp16.
 
-Stored: ``weight`` e4m3 [N, K] and ``weight_scale`` float32 [N] (granularity "channel") or
-[ceil(N/bn), ceil(K/bk)] (granularity "block", ModelOpt ``FP8_PB_WO``). Halves weight memory on any GPU; the
-matmul runs in the activation dtype, so it suits GPUs without FP8 tensor cores and small M.
+Stored: ``weight`` e4m3 [N, K] and ``weight_scale`` float32 [N] (granularity "channel"), [] (granularity
+"tensor": ComfyUI's native ``float8_e4m3fn`` with ``full_precision_matrix_mult``) or [ceil(N/bn), ceil(K/bk)]
+(granularity "block", ModelOpt ``FP8_PB_WO``). Halves weight memory on any GPU; the matmul runs in the activation
+dtype, so it suits GPUs without FP8 tensor cores and small M (modulation layers, whose M is the batch size).
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from typing import Any
 import torch
 
 from ...kernels import reference as ref
-from .base import Scheme
+from .base import Scheme, row_chunks
 from .block_size import format_block_size, parse_block_size
 from .fp8_block import quantize_blocks
 
-GRANULARITIES = ("channel", "block")
+GRANULARITIES = ("channel", "tensor", "block")
 
 
 class FP8WeightOnly(Scheme):
@@ -29,7 +30,7 @@ class FP8WeightOnly(Scheme):
             raise ValueError(f"fp8_weight_only granularity {granularity!r}: expected one of {GRANULARITIES}")
         self.granularity = granularity
         self._block = parse_block_size(block_size) if granularity == "block" else None
-        self.row_group = self._block[0] if self._block else 1
+        self.row_group = self._block[0] if self._block else (None if granularity == "tensor" else 1)
 
     @property
     def block(self) -> tuple[int, int] | None:
@@ -38,6 +39,10 @@ class FP8WeightOnly(Scheme):
     def _quantize(self, weight: torch.Tensor) -> dict[str, torch.Tensor]:
         if self._block is not None:
             return quantize_blocks(weight, self._block)
+        if self.granularity == "tensor":
+            scale = ref.amax_to_scale(weight.abs().amax(), ref.FP8_MAX).reshape(())
+            codes = [ref.cast_fp8(weight[rows], scale) for rows in row_chunks(*weight.shape)]
+            return {"weight": torch.cat(codes), "weight_scale": scale}
         q, scale = ref.quant_fp8_per_token(weight)
         return {"weight": q, "weight_scale": scale.reshape(-1)}
 
@@ -50,4 +55,4 @@ class FP8WeightOnly(Scheme):
     def describe(self) -> str:
         if self._block is not None:
             return f"fp8 weight-only block {format_block_size(self._block)}"
-        return "fp8 weight-only per-channel"
+        return f"fp8 weight-only per-{self.granularity}"
