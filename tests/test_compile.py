@@ -12,7 +12,8 @@ from comfyui_dit_quant.quant.linear import QuantLinear
 from comfyui_dit_quant.quant.schemes import get_scheme
 
 SCHEMES = [("fp8_tensor", {}), ("fp8_channel", {}), ("fp8_block", {"block_size": "32x32"}),
-           ("fp8_weight_only", {}), ("fp8_weight_only", {"granularity": "block", "block_size": "16x32"}),
+           ("fp8_weight_only", {}), ("fp8_weight_only", {"granularity": "tensor"}),
+           ("fp8_weight_only", {"granularity": "block", "block_size": "16x32"}),
            ("int8", {})]
 
 
