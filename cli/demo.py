@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..quant.families import preset_ignore
+from ..quant.families import preset_ignore, preset_weight_only
 from ..quant.model import quantize_model, tensor_bytes
 from ..quant.schemes import Scheme, get_scheme
 from .tiny_models import TINY_MODELS, Inputs, run_model
@@ -130,6 +130,7 @@ def _run(models: str | Sequence[str] | None, schemes: str | Sequence[str] | None
         model, kwargs = TINY_MODELS[key]()
         ref, ref_time = median_time(model, kwargs, repeats)
         ignore = preset_ignore(key, "default", naming="diffusers")
+        weight_only = preset_weight_only(key, "default", naming="diffusers")
         size = tensor_bytes(model)
         rows.append({"model": key, "scheme": "bf16", "note": "reference", "backends": "", "layers_quantized": 0,
                      "layers_kept": 0, "bytes_before": size, "bytes_after": size, "ratio": 1.0,
@@ -138,7 +139,7 @@ def _run(models: str | Sequence[str] | None, schemes: str | Sequence[str] | None
         for skey in scheme_keys:
             demo = DEMO_SCHEMES[skey]
             qmodel = copy.deepcopy(model)
-            report = quantize_model(qmodel, demo.build(), ignore=ignore)
+            report = quantize_model(qmodel, demo.build(), ignore=ignore, weight_only=weight_only)
             out, q_time = median_time(qmodel, kwargs, repeats)
             rows.append({
                 "model": key, "scheme": skey, "note": demo.note,

@@ -63,7 +63,7 @@ def _load_plain(path: str, label: str, block_size: str, preset: str, ignored: st
     mm.throw_exception_if_processing_interrupted()
     # plain reads, not comfy.utils.load_torch_file's memory map: a kept mmap-backed tensor (a bias, a norm) would
     # keep the whole bf16 file mapped and its read pages resident after loading
-    sd = read_quantized_state_dict(header, layers, scheme, device=device, progress=_progress(len(layers)))
+    sd = read_quantized_state_dict(header, layers, device=device, progress=_progress(len(layers)))
     report.bytes_after = sum(v.numel() * v.element_size() for v in sd.values())
     return sd, header.metadata or None, report, family
 
@@ -114,8 +114,9 @@ class LoadFP8DiT(io.ComfyNode):
                                 tooltip="Weight block size BNxBK for the block schemes (powers of two, 16-1024)."),
                 io.Combo.Input("preset", options=list(PRESET_CHOICES), default="family default",
                                tooltip="Layers kept in high precision: the family's defaults (embedders, "
-                                       "modulation, head), none, or quality (also first/last blocks, "
-                                       "Qwen-Image img_mlp)."),
+                                       "head; the Qwen-Image / HunyuanVideo 1.5 per-block modulation layers "
+                                       "are stored FP8 weight-only), none, or quality (modulation in high "
+                                       "precision too, plus first/last blocks, Qwen-Image img_mlp)."),
                 io.String.Input("ignored_layers", default="", multiline=True,
                                 tooltip="More layers to keep in high precision, comma or newline separated: "
                                         "names, globs (blocks.*.ffn.*) or re:<regex>; # starts a comment."),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -49,17 +49,16 @@ def quantize_layer(layer: str, weight: torch.Tensor, scheme: Scheme,
 
 def quantize_state_dict(
     sd: dict[str, torch.Tensor],
-    layers: Sequence[str],
-    scheme: Scheme,
+    layers: Mapping[str, Scheme],
     device: torch.device | str = "cpu",
     progress: ProgressFn | None = None,
 ) -> None:
-    """Replace each planned layer's weight in ``sd`` by its marked quantized entries, one layer at a time.
+    """Replace each planned layer's weight in ``sd`` by its scheme's marked entries, one layer at a time.
 
     The math runs on ``device`` in the weight's own precision (float32 working copies per row chunk); results
     go back to the CPU. Each high-precision weight is dropped from ``sd`` as soon as it is quantized.
     """
-    for i, layer in enumerate(layers):
+    for i, (layer, scheme) in enumerate(layers.items()):
         sd.update(quantize_layer(layer, sd.pop(f"{layer}.weight"), scheme, device))
         if progress is not None:
             progress(i + 1, len(layers), layer)
@@ -67,13 +66,13 @@ def quantize_state_dict(
 
 def read_quantized_state_dict(
     header: Header,
-    layers: Sequence[str],
-    scheme: Scheme,
+    layers: Mapping[str, Scheme],
     device: torch.device | str = "cpu",
     progress: ProgressFn | None = None,
 ) -> dict[str, torch.Tensor]:
     """Read ``header.path`` tensor by tensor (plain reads in file order, no memory map) and quantize each planned
-    weight as soon as it is read, so at most one high-precision weight is resident beyond what is kept."""
+    weight with its scheme as soon as it is read, so at most one high-precision weight is resident beyond what is
+    kept."""
     planned = {f"{layer}.weight": layer for layer in layers}
     sd: dict[str, torch.Tensor] = {}
     done = freed = 0
@@ -84,7 +83,7 @@ def read_quantized_state_dict(
             if layer is None:
                 sd[key] = tensor
                 continue
-            sd.update(quantize_layer(layer, tensor, scheme, device))
+            sd.update(quantize_layer(layer, tensor, layers[layer], device))
             freed += tensor.numel() * tensor.element_size()
             del tensor
             if freed >= TRIM_EVERY_BYTES:

@@ -70,25 +70,21 @@ def convert_file(
                               "converting it again")
     detected = None if family == "none" else detect_family(header.shapes())
     shapes = {k: (i.shape, i.torch_dtype) for k, i in header.tensors.items()}
-    names, report = plan_state_dict(shapes, scheme, detected, preset, ignore, min_features)
-    layers: dict[str, Scheme] = dict.fromkeys(names, scheme)
+    layers, report = plan_state_dict(shapes, scheme, detected, preset, ignore, min_features)
     report.bytes_before = sum(i.nbytes for i in header.tensors.values())
 
-    native = comfy_native.native_config(scheme, tuple(scheme.empty_tensors(16, 16)["weight_scale"].shape))
-    out_fmt = resolve_write_format(fmt, native is not None)
-    marker = comfy_native.encode_config(native) if out_fmt == "comfy_quant" and native else None
+    natives = {s: comfy_native.native_config(s, tuple(s.empty_tensors(16, 16)["weight_scale"].shape))
+               for s in {scheme, *layers.values()}}
+    out_fmt = resolve_write_format(fmt, all(c is not None for c in natives.values()))
+    markers = {s: comfy_native.encode_config(c) for s, c in natives.items() if c} if out_fmt == "comfy_quant" else {}
 
     plan: list[tuple[str, torch.dtype, tuple[int, ...]]] = []
     for key in sorted(header.tensors):
         info = header.tensors[key]
         layer = key[: -len(".weight")] if key.endswith(".weight") else None
         if layer in layers:
-            stored = scheme.empty_tensors(*info.shape)
-            if marker is not None:
-                stored["weight_scale"] = comfy_native.scale_to_disk(native, stored["weight_scale"])
+            stored = _store(layers[layer], layers[layer].empty_tensors(*info.shape), natives, markers)
             plan += [(f"{layer}.{part}", t.dtype, tuple(t.shape)) for part, t in stored.items()]
-            if marker is not None:
-                plan.append((layer + comfy_native.MARKER_SUFFIX, torch.uint8, tuple(marker.shape)))
         else:
             if info.torch_dtype is None:
                 raise CheckpointError(f"{src}: key {key!r} has unsupported dtype {info.dtype}")
@@ -111,15 +107,11 @@ def convert_file(
                 writer.write(key, tensor)
                 continue
             try:
-                stored = scheme.quantize(tensor)
+                stored = _store(layers[layer], layers[layer].quantize(tensor), natives, markers)
             except NonFiniteWeightError as e:
                 raise CheckpointError(f"{src}: key {key!r}: {e}") from e
-            if marker is not None:
-                stored["weight_scale"] = comfy_native.scale_to_disk(native, stored["weight_scale"])
             for part, t in stored.items():
                 writer.write(f"{layer}.{part}", t)
-            if marker is not None:
-                writer.write(layer + comfy_native.MARKER_SUFFIX, marker)
             done += 1
             if progress is not None:
                 progress(done, len(layers), layer)
@@ -127,5 +119,15 @@ def convert_file(
         writer.close()
     report.bytes_after = sum(torch.Size(shape).numel() * dtype.itemsize for _, dtype, shape in plan)
     log.info("%s -> %s: %d layers quantized (%s), %d kept, format %s", src, dst, len(layers),
-             scheme.describe(), len(report.skipped), out_fmt)
+             report.scheme, len(report.skipped), out_fmt)
     return ConvertResult(report, out_fmt, detected, layers)
+
+
+def _store(scheme: Scheme, stored: dict[str, torch.Tensor], natives: dict[Scheme, dict | None],
+           markers: dict[Scheme, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A layer's tensors as written: native scale layout plus the ``comfy_quant`` marker in the native format."""
+    marker = markers.get(scheme)
+    if marker is None:
+        return stored
+    stored["weight_scale"] = comfy_native.scale_to_disk(natives[scheme], stored["weight_scale"])
+    return {**stored, comfy_native.MARKER_SUFFIX[1:]: marker}

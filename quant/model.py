@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from ..kernels.dispatch import backend_for
+from .ignore import IgnoreMatcher, parse_ignore
 from .linear import QuantLinear
-from .plan import build_matcher, skip_reason
+from .plan import build_matcher, skip_reason, small_m_scheme
 from .report import LayerRecord, QuantReport
 from .schemes import NonFiniteWeightError, Scheme
 
@@ -42,35 +43,44 @@ def quantize_model(
     min_features: int = 16,
     backend: str = "auto",
     progress: ProgressFn | None = None,
+    weight_only: str | Iterable[str] | None = None,
 ) -> QuantReport:
     """Quantize every eligible ``nn.Linear`` of ``module`` in place with ``scheme``.
 
     Skipped (kept in high precision, reason in the report): layers matching ``ignore`` (see ``quant.ignore``),
-    layers with a dimension below ``min_features`` and layers the scheme cannot take. A weight with NaN/inf
-    raises ``NonFiniteWeightError`` naming the layer, before anything is changed.
+    layers with a dimension below ``min_features`` and layers the scheme cannot take. Ignored layers that also
+    match ``weight_only`` (a family's ``preset_weight_only``) are stored with ``plan.small_m_scheme(scheme)``
+    when there is one. A weight with NaN/inf raises ``NonFiniteWeightError`` naming the layer, before anything
+    is changed.
     """
     matcher = build_matcher(None, "none", ignore)
+    small_m = small_m_scheme(scheme)
+    wo_matcher = IgnoreMatcher(parse_ignore(weight_only) if small_m is not None else [])
     report = QuantReport(scheme=scheme.describe(), bytes_before=tensor_bytes(module))
     linears = [(n, m) for n, m in module.named_modules() if isinstance(m, nn.Linear)]
-    plan: list[tuple[str, nn.Linear]] = []
+    plan: list[tuple[str, nn.Linear, Scheme]] = []
     for name, lin in linears:
         shape = (lin.out_features, lin.in_features)
-        reason = skip_reason(name, shape, matcher, scheme, min_features)
+        reason, chosen = skip_reason(name, shape, matcher, scheme, min_features), scheme
+        if small_m is not None and reason.startswith("ignored by pattern") and wo_matcher.match(name):
+            chosen, reason = small_m, skip_reason(name, shape, IgnoreMatcher([]), small_m, min_features)
         if reason:
             report.skipped.append(LayerRecord(name, shape, reason=reason))
             continue
         if not torch.isfinite(lin.weight).all():
             raise NonFiniteWeightError(f"layer {name!r}: weight contains NaN or inf")
-        plan.append((name, lin))
+        plan.append((name, lin, chosen))
 
-    for i, (name, lin) in enumerate(plan):
-        q = QuantLinear.from_linear(lin, scheme, backend=backend)
+    for i, (name, lin, chosen) in enumerate(plan):
+        q = QuantLinear.from_linear(lin, chosen, backend=backend)
         set_submodule(module, name, q)
-        used = backend_for(q.weight.device, scheme.name, q.out_features, q.in_features, backend,
-                           *(scheme.block or (0, 0)))
-        report.quantized.append(LayerRecord(name, (q.out_features, q.in_features), scheme.name, used))
+        used = backend_for(q.weight.device, chosen.name, q.out_features, q.in_features, backend,
+                           *(chosen.block or (0, 0)))
+        report.quantized.append(LayerRecord(name, (q.out_features, q.in_features), chosen.name, used))
         if progress is not None:
             progress(i + 1, len(plan), name)
+    if small_m is not scheme and any(rec.scheme != scheme.name for rec in report.quantized):
+        report.scheme += f" ({small_m.describe()} for the preset's modulation layers)"  # type: ignore[union-attr]
     report.bytes_after = tensor_bytes(module)
     log.info("quantized %d layers with %s, kept %d", len(report.quantized), scheme.describe(),
              len(report.skipped))

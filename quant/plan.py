@@ -3,6 +3,8 @@
 One set of rules for every path: ``quantize_model`` (modules), the streaming file converter and the ComfyUI
 loaders (state-dict shapes). A layer is kept when it matches the ignore list (the family preset plus the user's
 patterns), is an embedding table, has a dimension below ``min_features`` or has a shape the scheme cannot take.
+A layer kept only by the preset's weight-only patterns (modulation: M = batch size) is stored with
+``small_m_scheme`` instead when there is one: FP8 codes, high-precision matmul.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 
-from .families import DetectedModel, preset_ignore
+from .families import DetectedModel, preset_ignore, preset_weight_only
 from .ignore import IgnoreMatcher, parse_ignore
 from .report import LayerRecord, QuantReport
-from .schemes import Scheme
+from .schemes import FP8WeightOnly, Scheme
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -26,6 +28,15 @@ def build_matcher(detected: DetectedModel | None, preset: str = "default",
     if detected is not None and preset != "none":
         patterns += preset_ignore(detected.family, preset, naming=detected.naming, num_blocks=detected.num_blocks)
     return IgnoreMatcher(patterns)
+
+
+def small_m_scheme(scheme: Scheme) -> Scheme | None:
+    """How FP8 ``scheme`` stores the preset's weight-only layers: FP8 weight-only per tensor (ComfyUI's native
+    ``float8_e4m3fn`` + ``full_precision_matrix_mult``, so native files stay native), or ``scheme`` itself when it
+    is weight-only already. None (keep high precision) for INT8, which has no weight-only form."""
+    if not scheme.name.startswith("fp8"):
+        return None
+    return scheme if not scheme.quantizes_activations else FP8WeightOnly("tensor")
 
 
 def is_embedding_table(layer: str) -> bool:
@@ -52,15 +63,20 @@ def plan_state_dict(
     preset: str = "default",
     ignore: str | Iterable[str] | None = None,
     min_features: int = 16,
-) -> tuple[list[str], QuantReport]:
-    """Layers (full keys without ``.weight``) to quantize from key → (shape, dtype), and the report of the rest.
+) -> tuple[dict[str, Scheme], QuantReport]:
+    """Layers (full keys without ``.weight``) to quantize, each with its scheme, from key → (shape, dtype), and
+    the report of the rest.
 
     Layer names are matched without ``detected.prefix``; the report names layers by their full key.
     """
     prefix = detected.prefix if detected else ""
     matcher = build_matcher(detected, preset, ignore)
+    user = IgnoreMatcher(parse_ignore(ignore))
+    small_m = small_m_scheme(scheme)
+    weight_only = IgnoreMatcher(preset_weight_only(detected.family, preset, detected.naming)
+                                if detected is not None and small_m is not None else [])
     report = QuantReport(scheme=scheme.describe())
-    layers: list[str] = []
+    layers: dict[str, Scheme] = {}
     for key, (shape, dtype) in shapes.items():
         if not key.endswith(".weight") or len(shape) != 2 or dtype not in FLOAT_DTYPES:
             continue
@@ -69,9 +85,15 @@ def plan_state_dict(
         nk = (int(shape[0]), int(shape[1]))
         reason = "embedding table" if is_embedding_table(short) and not matcher.match(short) else ""
         reason = reason or skip_reason(short, nk, matcher, scheme, min_features)
+        chosen = scheme
+        if reason.startswith("ignored by pattern") and small_m is not None and weight_only.match(short) \
+                and user.match(short) is None:
+            chosen, reason = small_m, skip_reason(short, nk, IgnoreMatcher([]), small_m, min_features)
         if reason:
             report.skipped.append(LayerRecord(layer, nk, reason=reason))
         else:
-            layers.append(layer)
-            report.quantized.append(LayerRecord(layer, nk, scheme.name))
+            layers[layer] = chosen
+            report.quantized.append(LayerRecord(layer, nk, chosen.name))
+    if small_m is not None and small_m is not scheme and small_m in layers.values():
+        report.scheme += f" ({small_m.describe()} for the preset's modulation layers)"
     return layers, report

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from comfyui_dit_quant.cli.tiny_models import TINY_MODELS, run_model
-from comfyui_dit_quant.quant.families import preset_ignore
+from comfyui_dit_quant.quant.families import preset_ignore, preset_weight_only
 from comfyui_dit_quant.quant.linear import QuantLinear
 from comfyui_dit_quant.quant.model import quantize_model
 from comfyui_dit_quant.quant.schemes import get_scheme
@@ -61,12 +61,17 @@ def test_cosine_vs_bf16(tiny: tuple[str, nn.Module, dict, torch.Tensor], case: t
     family, model, kwargs, ref = tiny
     _, name, opts, threshold = case
     qmodel = copy.deepcopy(model)
-    report = quantize_model(qmodel, get_scheme(name, **opts), ignore=preset_ignore(family, "default",
-                                                                                   naming="diffusers"))
+    report = quantize_model(qmodel, get_scheme(name, **opts), ignore=preset_ignore(family, "default", "diffusers"),
+                            weight_only=preset_weight_only(family, "default", "diffusers"))
     # The preset took effect and most linears were quantized (the transformer blocks).
     assert any("ignored by pattern" in r.reason for r in report.skipped)
     assert len(report.quantized) >= 20
     assert sum(isinstance(m, QuantLinear) for m in qmodel.modules()) == len(report.quantized)
+    # Qwen-Image / HunyuanVideo 1.5 modulation layers: FP8 weight-only per tensor under the FP8 schemes
+    modulation = {r.scheme for r in report.quantized if "mod" in r.name or "norm1" in r.name}
+    expected = set() if family == "wan" or name == "int8" else {name if name == "fp8_weight_only" else
+                                                                 "fp8_weight_only"}
+    assert modulation == expected, modulation
     out = run_model(qmodel, kwargs)
     assert out.shape == ref.shape and out.dtype == ref.dtype and torch.isfinite(out).all()
     cos = _cosine(out, ref)

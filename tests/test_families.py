@@ -26,6 +26,7 @@ from comfyui_dit_quant.quant.families import (  # noqa: E402
     map_state_dict_keys,
     plan_state_dict_keys,
     preset_ignore,
+    preset_weight_only,
     to_comfyui,
     to_diffusers,
 )
@@ -568,6 +569,28 @@ def test_quality_preset(family: str, naming: str) -> None:
                     str(n - 1),
                 )
             assert (quality.match(layer) is not None) == expect, layer
+
+
+@pytest.mark.parametrize("naming", ["comfyui", "diffusers"])
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_default_weight_only_patterns_are_the_block_modulation_layers(family: str, naming: str) -> None:
+    """The default preset's weight-only patterns pick exactly the per-block modulation Linears (Wan has none:
+    its modulation is a parameter table), all of them kept by the default preset's ignore list."""
+    default = IgnoreMatcher(preset_ignore(family, "default", naming))
+    patterns = preset_weight_only(family, "default", naming)
+    weight_only = IgnoreMatcher(patterns)
+    for shapes in family_shapes(family, naming).values():
+        for layer in linear_layers(shapes):
+            block_mod = layer.split(".", 1)[0] in BLOCKS[naming] and bool(_MOD.search(layer))
+            assert (weight_only.match(layer) is not None) == block_mod, layer
+            assert not block_mod or default.match(layer), layer
+    assert bool(patterns) == (family != "wan")
+    all_layers = set().union(*(layers(s) for s in family_shapes(family, naming).values()))
+    assert weight_only.unused(all_layers) == []
+    for preset in ("quality", "none"):
+        assert preset_weight_only(family, preset, naming) == []
+    with pytest.raises(ValueError, match="preset"):
+        preset_weight_only(family, "fast")
 
 
 def test_quality_without_block_count_keeps_first_block_only() -> None:

@@ -95,7 +95,8 @@ def test_quantize_state_dict_replaces_weights_layer_by_layer() -> None:
     sd = _wan_sd()
     scheme = get_scheme("int8")
     seen: list[tuple[int, int]] = []
-    quantize_state_dict(sd, ["blocks.0.ffn.0", "blocks.0.ffn.2"], scheme, progress=lambda i, n, _: seen.append((i, n)))
+    quantize_state_dict(sd, dict.fromkeys(["blocks.0.ffn.0", "blocks.0.ffn.2"], scheme),
+                        progress=lambda i, n, _: seen.append((i, n)))
     assert seen == [(1, 2), (2, 2)]
     assert sd["blocks.0.ffn.0.weight"].dtype == torch.int8 and "blocks.0.ffn.0.comfy_quant" in sd
     assert sd["blocks.0.self_attn.q.weight"].dtype == torch.bfloat16

@@ -9,7 +9,7 @@ from __future__ import annotations
 from .detect import detect_family, strip_prefix
 from .keymap import FusedKeyError, KeyMapEntry, KeyMapError, KeyRule
 from .keys import fused_parts, map_state_dict_keys, plan_state_dict_keys, to_comfyui, to_diffusers
-from .presets import preset_ignore
+from .presets import preset_ignore, preset_weight_only
 from .registry import FAMILIES, get_family
 from .spec import NAMINGS, PRESETS, DetectedModel, FamilySpec, UnknownFamilyError
 
@@ -30,6 +30,7 @@ __all__ = [
     "map_state_dict_keys",
     "plan_state_dict_keys",
     "preset_ignore",
+    "preset_weight_only",
     "strip_prefix",
     "to_comfyui",
     "to_diffusers",

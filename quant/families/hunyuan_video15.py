@@ -165,4 +165,6 @@ SPEC = FamilySpec(
     anchors=("cond_type_embedding.weight", "cond_type_embed.weight"),
     keymap=KeyMap(RULES),
     preset=preset,
+    weight_only={"comfyui": ("double_blocks.*.img_mod", "double_blocks.*.txt_mod"),
+                 "diffusers": ("transformer_blocks.*.norm1", "transformer_blocks.*.norm1_context")},
 )

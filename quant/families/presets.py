@@ -1,9 +1,11 @@
 """Ready-made ignore lists per family, written in the ``quant.ignore`` pattern syntax.
 
 ``default``: embedders (patch, time, text, image), modulation layers (M = batch size) and the final
-projection/head stay in high precision. ``quality``: ``default`` plus, for Qwen-Image, every ``img_mlp``;
-for Wan and HunyuanVideo 1.5 the first and (when ``num_blocks`` is given) the last transformer block.
-``none``: nothing.
+projection/head keep high-precision activations; of those, the family's per-block modulation layers
+(``preset_weight_only``: Qwen-Image and HunyuanVideo 1.5 ``img_mod`` / ``txt_mod``, about a third of those
+models' weights) are stored FP8 weight-only when the scheme is an FP8 one, so the model still halves.
+``quality``: ``default`` plus, for Qwen-Image, every ``img_mlp``; for Wan and HunyuanVideo 1.5 the first and
+(when ``num_blocks`` is given) the last transformer block; nothing weight-only. ``none``: nothing.
 """
 
 from __future__ import annotations
@@ -22,3 +24,13 @@ def preset_ignore(
     if naming not in NAMINGS:
         raise ValueError(f"unknown naming {naming!r}; choose one of {', '.join(NAMINGS)}")
     return spec.preset(preset, naming, num_blocks)
+
+
+def preset_weight_only(family: str, preset: str, naming: str = "comfyui") -> list[str]:
+    """Patterns of ``preset``'s kept layers that FP8 schemes store weight-only (empty but for ``default``)."""
+    spec = get_family(family)
+    if preset not in PRESETS:
+        raise ValueError(f"unknown ignore preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if naming not in NAMINGS:
+        raise ValueError(f"unknown naming {naming!r}; choose one of {', '.join(NAMINGS)}")
+    return list(spec.weight_only.get(naming, ())) if preset == "default" else []

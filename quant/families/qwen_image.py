@@ -54,4 +54,5 @@ SPEC = FamilySpec(
     anchors=("txt_norm.weight",),
     keymap=KeyMap(None),
     preset=preset,
+    weight_only={"comfyui": ("img_mod", "txt_mod"), "diffusers": ("img_mod", "txt_mod")},
 )

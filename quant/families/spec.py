@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .keymap import KeyMap
 
@@ -67,6 +67,9 @@ class FamilySpec:
     anchors: tuple[str, ...]  # keys whose presence suggests the family (used to find a prefix)
     keymap: KeyMap
     preset: Callable[[str, str, int | None], list[str]]  # (preset, naming, num_blocks) -> patterns
+    # naming -> patterns, a subset of the "default" preset: layers whose matmul M is the batch size (modulation).
+    # Activation quantization buys nothing there, so the default preset stores them FP8 weight-only instead.
+    weight_only: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def count_blocks(shapes: Shapes, container: str) -> int | None:
