@@ -1,8 +1,9 @@
 """The layer list behind the "Pick layers…" dialog (ComfyUI-free; ``nodes/routes.py`` serves it).
 
 Reads only a safetensors header: every weight with two or more dimensions (linear layers; conv kernels marked
-as such), grouped by block, with the family's preset patterns that would keep each layer in high precision and
-the pattern of the node's current ``ignored_layers`` text that matches it.
+as such), grouped by block, with the family's preset patterns that would keep each layer in high precision (and,
+for the ones FP8 schemes store weight-only instead, the weight-only pattern) and the pattern of the node's current
+``ignored_layers`` text that matches it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import re
 from collections.abc import Callable
 
-from .families import PRESETS, UnknownFamilyError, detect_family, preset_ignore
+from .families import PRESETS, UnknownFamilyError, detect_family, preset_ignore, preset_weight_only
 from .formats.safetensors_io import CheckpointError, read_header
 from .ignore import IgnoreMatcher
 
@@ -63,10 +64,13 @@ def list_layers(path: str, ignored: str = "") -> dict:
         detected = None
     prefix = detected.prefix if detected else ""
     presets: dict[str, list[str]] = {}
+    weight_only: dict[str, list[str]] = {}
     if detected is not None:
         presets = {p: preset_ignore(detected.family, p, detected.naming, detected.num_blocks)
                    for p in PRESETS if p != "none"}
+        weight_only = {p: wo for p in presets if (wo := preset_weight_only(detected.family, p, detected.naming))}
     matchers = {p: IgnoreMatcher(patterns) for p, patterns in presets.items()}
+    wo_matchers = {p: IgnoreMatcher(patterns) for p, patterns in weight_only.items()}
     try:
         current = IgnoreMatcher(ignored)
     except ValueError as e:
@@ -82,11 +86,13 @@ def list_layers(path: str, ignored: str = "") -> dict:
             "bytes": info.nbytes, "params": math.prod(info.shape),
             "kind": "linear" if len(info.shape) == 2 else "conv",
             "presets": {p: m.match(short) for p, m in matchers.items()},
+            "weight_only": {p: m.match(short) for p, m in wo_matchers.items() if m.match(short)},
             "ignored_by": current.match(short),
         })
     layers.sort(key=lambda r: _natural(r["name"]))
     return {"file": os.path.basename(path), "family": detected.describe() if detected else None,
             "family_id": detected.family if detected else None, "prefix": prefix, "presets": presets,
+            "weight_only_presets": weight_only,
             "unused_patterns": current.unused(r["name"] for r in layers), "layers": layers}
 
 

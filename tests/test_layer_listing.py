@@ -62,6 +62,19 @@ def test_lists_layers_with_presets_and_current_patterns(folder: Path) -> None:
     assert names.index("blocks.1.ffn.2") < names.index("head.head")
 
 
+def test_modulation_layers_are_marked_weight_only_under_the_default_preset(tmp_path: Path) -> None:
+    shapes = {"img_in.weight": (64, 64), "txt_norm.weight": (32,), "transformer_blocks.0.img_mod.1.weight": (384, 64),
+              "transformer_blocks.0.txt_mod.1.weight": (384, 64), "transformer_blocks.0.attn.to_q.weight": (64, 64),
+              "proj_out.weight": (64, 64)}
+    data = list_layers(str(write_random_checkpoint(tmp_path / "qwen.safetensors", shapes)))
+    assert data["family_id"] == "qwen_image" and data["weight_only_presets"] == {"default": ["img_mod", "txt_mod"]}
+    by_name = {r["name"]: r for r in data["layers"]}
+    mod = by_name["transformer_blocks.0.img_mod.1"]
+    assert mod["presets"] == {"default": "img_mod", "quality": "img_mod"}
+    assert mod["weight_only"] == {"default": "img_mod"}
+    assert by_name["img_in"]["weight_only"] == {} and by_name["transformer_blocks.0.attn.to_q"]["weight_only"] == {}
+
+
 def test_unknown_family_still_lists_layers(tmp_path: Path) -> None:
     path = write_random_checkpoint(tmp_path / "vae.safetensors", {"decoder.conv.weight": (8, 4, 3, 3),
                                                                   "proj.weight": (16, 8), "proj.bias": (16,)})

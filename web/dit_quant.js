@@ -6,8 +6,8 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import {
-  filterLayers, formatBytes, groupByBlock, groupLabel, groupState, initialSelection, presetSelection, selectionStats,
-  selectionToText,
+  filterLayers, formatBytes, groupByBlock, groupLabel, groupState, initialSelection, presetNote, presetSelection,
+  selectionStats, selectionToText,
 } from "./lib/layer_picker.js";
 import { findSourceFile, layersQuery, summaryText } from "./lib/source_file.js";
 
@@ -104,8 +104,7 @@ async function openPicker(node, widget) {
           syncGroup();
           stats.textContent = selectionStats(layers, selected).text;
         });
-        const why = Object.entries(l.presets || {}).filter(([, p]) => p).map(([k]) => k).join(", ");
-        details.append(el("label", { class: "dq-row", title: why ? `kept by preset: ${why}` : "" }, box, l.name,
+        details.append(el("label", { class: "dq-row", title: presetNote(l) }, box, l.name,
           el("span", { class: "dq-muted" }, `[${l.shape.join(", ")}]`), el("span", { class: "dq-muted" }, l.dtype),
           el("span", { class: "dq-muted" }, formatBytes(l.bytes))));
       }

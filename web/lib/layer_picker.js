@@ -48,9 +48,25 @@ export function initialSelection(layers) {
   return new Set(layers.filter((l) => l.ignored_by).map((l) => l.name));
 }
 
-/** Names a family preset keeps in high precision ("default" or "quality"). */
+/** Whether the preset stores the layer FP8 weight-only (modulation layers under "default") rather than keeping it. */
+function weightOnly(l, preset) {
+  return Boolean(l.weight_only && l.weight_only[preset]);
+}
+
+/** Names a family preset keeps in high precision ("default" or "quality"); not those it stores weight-only. */
 export function presetSelection(layers, preset) {
-  return new Set(layers.filter((l) => l.presets && l.presets[preset]).map((l) => l.name));
+  return new Set(layers.filter((l) => l.presets && l.presets[preset] && !weightOnly(l, preset)).map((l) => l.name));
+}
+
+/** Hover text of a layer row: which presets keep it, and under which FP8 schemes store it weight-only. */
+export function presetNote(l) {
+  const presets = Object.entries(l.presets || {}).filter(([, p]) => p).map(([k]) => k);
+  const kept = presets.filter((p) => !weightOnly(l, p));
+  const wo = presets.filter((p) => weightOnly(l, p));
+  const parts = [];
+  if (kept.length) parts.push(`kept by preset: ${kept.join(", ")}`);
+  if (wo.length) parts.push(`FP8 weight-only under preset: ${wo.join(", ")}`);
+  return parts.join("; ");
 }
 
 /**

@@ -1,8 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  filterLayers, formatBytes, groupByBlock, groupLabel, groupState, initialSelection, presetSelection, selectionStats,
-  selectionToText,
+  filterLayers, formatBytes, groupByBlock, groupLabel, groupState, initialSelection, presetNote, presetSelection,
+  selectionStats, selectionToText,
 } from "../lib/layer_picker.js";
 
 const layer = (name, block, extra = {}) => ({
@@ -63,4 +63,16 @@ test("group checkbox state: all, some (indeterminate), none", () => {
   assert.equal(groupState(b0, new Set(["blocks.0.self_attn.q", "blocks.0.ffn.0"])), "all");
   assert.equal(groupState(b0, new Set(["blocks.0.ffn.0", "head.head"])), "some");
   assert.equal(groupState(b0, new Set(["head.head"])), "none");
+});
+
+test("modulation layers stored weight-only by the default preset are not selected by it, and say so", () => {
+  const mod = layer("transformer_blocks.0.img_mod.1", "transformer_blocks.0", {
+    presets: { default: "img_mod", quality: "img_mod" }, weight_only: { default: "img_mod" },
+  });
+  const head = layer("proj_out", "proj_out", { presets: { default: "proj_out", quality: "proj_out" }, weight_only: {} });
+  assert.deepEqual([...presetSelection([mod, head], "default")], ["proj_out"]);
+  assert.deepEqual([...presetSelection([mod, head], "quality")], ["transformer_blocks.0.img_mod.1", "proj_out"]);
+  assert.equal(presetNote(mod), "kept by preset: quality; FP8 weight-only under preset: default");
+  assert.equal(presetNote(head), "kept by preset: default, quality");
+  assert.equal(presetNote(layer("blocks.1.ffn.0", "blocks.1")), "");
 });
