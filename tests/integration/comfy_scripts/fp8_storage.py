@@ -1,8 +1,11 @@
-"""Under ComfyUI's Python: the FP8 weight storage nodes on a real comfy.sd.VAE (tiny Wan 2.1 VAE) and a real
-comfy.sd.CLIP (CLIP-L architecture, random weights), CPU, in-process.
+"""Under ComfyUI's Python: the FP8 weight storage nodes on a real comfy.sd.VAE (tiny Wan 2.1 VAE, random weights;
+TAESD for Flux.2 with its real trained weights) and a real comfy.sd.CLIP (CLIP-L architecture, random weights), CPU,
+in-process.
 
 argv: REPO_ROOT CASE. Cases: ``vae`` (decode / encode vs the plain VAE, input untouched, twice == once),
-``clip`` (encode vs plain, input untouched, twice == once, LoRA after / before the node, low-VRAM LoRA).
+``vae_real`` (taef2 from ``tests/data/taef2`` through ComfyUI's own VAELoader / VAEEncode / VAEDecode, fp32 and
+bf16: decode / encode of a real photo vs the plain VAE, cosine and pixel PSNR, and the encoder layers that carry
+the error), ``clip`` (encode vs plain, input untouched, twice == once, LoRA after / before the node, low-VRAM LoRA).
 Prints one JSON line last.
 """
 
@@ -94,6 +97,68 @@ if case == "vae":
                                  and vae.patcher is patcher and torch.equal(vae.decode(latent), ref_dec)
                                  and fp8_layers(vae.first_stage_model) == 0)
     result["ignored"] = apply(ApplyFP8StorageVAE, vae, "per-channel", "decoder.head, re:^encoder\\.")[1]
+elif case == "vae_real":
+    # TAESD for Flux.2 (madebyollin/taesd, MIT), trained weights, loaded the way a user does: VAELoader "taef2"
+    # reads taef2_encoder.* / taef2_decoder.* from the vae_approx folder (here only tests/data/taef2).
+    import os
+    import re
+
+    import folder_paths
+    import nodes
+    import numpy as np
+    from comfy.cli_args import args
+    from PIL import Image
+
+    data = os.path.join(repo, "tests", "data", "taef2")
+    folder_paths.folder_names_and_paths["vae_approx"] = ([data], folder_paths.supported_pt_extensions)
+    result["vae_list"] = nodes.VAELoader.vae_list(nodes.VAELoader)
+    # a real photo (128x128 crop of the taesd README's example), as LoadImage gives it: [1, H, W, 3] in [0, 1]
+    photo = np.array(Image.open(os.path.join(data, "dog_128.png")).convert("RGB"), dtype=np.float32) / 255.0
+    image = torch.from_numpy(photo)[None]
+
+    def psnr(a: torch.Tensor, b: torch.Tensor) -> float:  # decoded images are in [0, 1]
+        return (10 * torch.log10(1 / (a.double() - b.double()).pow(2).mean())).item()
+
+    def encode(v, pixels: torch.Tensor) -> torch.Tensor:
+        return nodes.VAEEncode().encode(v, pixels)[0]["samples"]
+
+    def decode(v, latent: torch.Tensor) -> torch.Tensor:
+        return nodes.VAEDecode().decode(v, {"samples": latent})[0]
+
+    # the three encoder layers that carry most of its error (see the test module)
+    dominant = "taesd_encoder.0, taesd_encoder.10, taesd_encoder.14"
+    for dtype in ("fp32", "bf16"):  # fp32: ComfyUI's pick on CPU; bf16: its pick on most GPUs (or --bf16-vae)
+        args.bf16_vae = dtype == "bf16"
+        (vae,) = nodes.VAELoader().load_vae("taef2")
+        args.bf16_vae = False
+        latent = encode(vae, image)  # the real image's latent: what decode is measured on (not noise)
+        ref_dec = decode(vae, latent)
+        out = {"vae_dtype": str(vae.vae_dtype), "vae_class": type(vae.first_stage_model).__name__,
+               "latent_shape": list(latent.shape), "recon_psnr": psnr(ref_dec, image)}
+        for label in ("per-channel", "per-tensor"):
+            new, text = apply(ApplyFP8StorageVAE, vae, label)
+            enc, dec = encode(new, image), decode(new, latent)
+            kept, kept_text = apply(ApplyFP8StorageVAE, vae, label, dominant)
+            enc_kept = encode(kept, image)
+            out[label] = {
+                "decode_cosine": cos(dec, ref_dec), "decode_psnr": psnr(dec, ref_dec),
+                "decode_cosine_centered": cos(dec - 0.5, ref_dec - 0.5),  # on ComfyUI's [0, 1] the mean helps
+                "encode_cosine": cos(enc, latent),
+                "encode_psnr": psnr(decode(vae, enc), ref_dec),  # the encode error in pixels (plain decoder)
+                "roundtrip_psnr": psnr(decode(new, enc), ref_dec),  # FP8 encode + FP8 decode vs plain
+                "encode_cosine_dominant_kept": cos(enc_kept, latent),
+                "finite": bool(torch.isfinite(dec).all() and torch.isfinite(enc).all()),
+                "fp8_layers": fp8_layers(new.first_stage_model), "text": text, "text_dominant_kept": kept_text,
+                "size_before": vae.patcher.model_size(), "size_after": new.patcher.model_size(),
+            }
+        if dtype == "fp32":  # which encoder layers carry its error: one layer in FP8 at a time, per-channel
+            loss = {}
+            for name, m in vae.first_stage_model.taesd_encoder.named_modules(prefix="taesd_encoder"):
+                if isinstance(m, torch.nn.Conv2d):
+                    one, _ = apply(ApplyFP8StorageVAE, vae, "per-channel", "re:^(?!" + re.escape(name) + "$)")
+                    loss[name] = 1 - cos(encode(one, image), latent)
+            out["encoder_single_layer_loss"] = loss
+        result[dtype] = out
 elif case == "clip":
     te = sd1_clip.SDClipModel(device="cpu", dtype=torch.float32)
     sd = random_state_dict(te.transformer, seed=0)
