@@ -55,3 +55,12 @@ def test_tool_comfy() -> None:
 def test_included_folders_have_content() -> None:
     assert list((REPO / "web").glob("*.js")) and list((REPO / "example_workflows").glob("*.json"))
     assert not list((REPO / "web").rglob("*.test.js")), "tests must be .mjs: ComfyUI imports every web/**/*.js"
+
+
+def test_comfyignore_keeps_tests_out_and_shipped_folders_in() -> None:
+    """The registry archive leaves the test suite (and its weights) out but never a folder users need."""
+    patterns = [p.strip() for p in (REPO / ".comfyignore").read_text().splitlines() if p.strip()
+                and not p.startswith("#")]
+    assert "tests/" in patterns and "web/tests/" in patterns
+    shipped = {"nodes/", "quant/", "kernels/", "cli/", *(f.rstrip("/") + "/" for f in COMFY["includes"])}
+    assert not any(p in shipped or p.rstrip("/") + "/" in shipped for p in patterns), patterns
