@@ -12,7 +12,10 @@ from comfy_server import REPO
 FAMILIES = {"wan22_5b": ("WAN22_T2V", "Wan 2.2 TI2V-5B layout", 40),
             "qwen_image": ("QwenImage", "Qwen-Image", 12),
             "hunyuan_video15": ("HunyuanVideo15", "HunyuanVideo 1.5", 16)}
-CASES = ["build", *(f"schemes:{f}" for f in FAMILIES), "hv_renames", "widgets"]
+# per-block modulation Linears (img/txt x 1 Qwen-Image / 2 HunyuanVideo 1.5 blocks) that the default preset stores
+# FP8 weight-only (INT8: kept)
+MODULATION = {"wan22_5b": 0, "qwen_image": 2, "hunyuan_video15": 4}
+CASES = ["build", *(f"schemes:{f}" for f in FAMILIES), "hv_renames", "qwen_native", "widgets"]
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +46,13 @@ def test_each_scheme_through_ksampler_matches_stock_bf16(res: dict, family: str)
     print(family, stock, {k: round(v["cosine"], 5) for k, v in runs.items()})
     assert len(runs) == (6 if family == "qwen_image" else 7)
     for scheme, r in runs.items():
+        n = n_quantized + (0 if scheme == "int8 W8A8" else MODULATION[family])
         assert r["class"] == r["ours_class"] == cls, (scheme, r)
-        assert r["finite"] and r["quantized"] == n_quantized, (scheme, r)
+        assert r["finite"] and r["quantized"] == n, (scheme, r)
         assert r["cosine"] >= 0.99, (scheme, r["cosine"])
-        assert label in r["summary"] and f"backend: eager x{n_quantized}" in r["summary"], r["summary"]
+        assert label in r["summary"] and f"backend: eager x{n}" in r["summary"], r["summary"]
+        activations = scheme in ("fp8 per-tensor", "fp8 per-token x channel", "fp8 block")
+        assert ("for the preset's modulation layers" in r["summary"]) == (activations and MODULATION[family] > 0)
     if "auto" in runs:
         assert "auto scheme: fp8 weight-only (per-channel) (cpu: halves weight memory" in runs["auto"]["summary"]
 
@@ -56,16 +62,32 @@ def test_hunyuan_tencent_names_keep_markers_on_the_right_layers(res: dict) -> No
     at_load, saved, pre = r["at_load"], r["saved"], r["prequantized"]
     assert at_load["stock_tencent_vs_native"] > 0.99999  # ComfyUI's renames: the same model either way
     assert at_load["cosine"] >= 0.99
-    # renamed (native) module names carry the scheme: 2 blocks x img/txt x (qkv, proj, mlp.0, mlp.2)
-    assert len(at_load["layers"]) == 16 and "double_blocks.0.img_attn.qkv" in at_load["layers"]
-    assert "backend: eager x16" in at_load["summary"] and "warning" not in at_load["summary"]
-    assert "kept double_blocks.0.img_mod.linear" in at_load["summary"]  # the preset matches tencent names too
+    # renamed (native) module names carry the scheme: 2 blocks x img/txt x (qkv, proj, mlp.0, mlp.2, mod)
+    assert len(at_load["layers"]) == 20 and "double_blocks.0.img_attn.qkv" in at_load["layers"]
+    assert "backend: eager x20" in at_load["summary"] and "warning" not in at_load["summary"]
+    # the preset matches tencent names too: modulation stored weight-only, embedders kept
+    assert "double_blocks.0.img_mod.lin" in at_load["layers"] and "kept txt_in" in at_load["summary"]
     # Save Quantized DiT writes native names; reloading gives the identical model
     assert saved["layers"] == at_load["layers"] == saved["reload_layers"] and saved["reload_identical"]
     # a file quantized offline in tencent names: markers / scales follow ComfyUI's renames
-    assert "double_blocks.0.img_attn_qkv" in pre["file_layers"] and len(pre["file_layers"]) == 16
+    assert "double_blocks.0.img_attn_qkv" in pre["file_layers"] and len(pre["file_layers"]) == 20
     assert pre["layers"] == at_load["layers"] and pre["identical_to_at_load"]
-    assert "backend: eager x16" in pre["summary"]
+    assert "backend: eager x20" in pre["summary"]
+
+
+def test_qwen_per_tensor_file_with_weight_only_modulation_runs_in_stock_unet_loader(res: dict) -> None:
+    r = res["qwen_native"]
+    print({k: v for k, v in r.items() if k.endswith(("bf16", "ours"))})
+    assert "fp8 weight-only per-tensor for the preset's modulation layers" in r["summary"]
+    assert "comfy_quant" in r["save"]
+    mods = {k for k in r["configs"] if "_mod." in k}
+    assert len(mods) == 2 and len(r["configs"]) == 14
+    for layer, cfg in r["configs"].items():
+        expect = {"format": "float8_e4m3fn", **({"full_precision_matrix_mult": True} if layer in mods else {})}
+        assert cfg == expect, (layer, cfg)
+    # stock ComfyUI reads the flag per layer: dequantize + high-precision matmul for the modulation layers only
+    assert {k for k, v in r["stock_full_precision"].items() if v} == mods and len(r["stock_full_precision"]) == 14
+    assert r["ours_vs_bf16"] >= 0.99 and r["stock_vs_bf16"] >= 0.99 and r["stock_vs_ours"] >= 0.99
 
 
 def test_every_loader_widget_has_its_effect(res: dict) -> None:

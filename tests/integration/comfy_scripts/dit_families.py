@@ -3,8 +3,9 @@
 argv: REPO_ROOT MODELS_DIR OUTPUT_DIR CASE[,CASE...] (one process for several cases saves ComfyUI's start-up).
 Cases: ``build`` (write the tiny bf16 files, check ComfyUI detects the right class), ``schemes:FAMILY`` (each
 scheme through KSampler vs stock UNETLoader bf16), ``hv_renames`` (a HunyuanVideo 1.5 file in tencent names:
-quantize at load, save, reload, a pre-quantized file), ``widgets`` (compute_dtype, backend, preset,
-ignored_layers). Prints one JSON line last: case → result.
+quantize at load, save, reload, a pre-quantized file), ``qwen_native`` (fp8 per-tensor Qwen-Image saved in
+ComfyUI's format, modulation layers weight-only, run by stock UNETLoader), ``widgets`` (compute_dtype, backend,
+preset, ignored_layers). Prints one JSON line last: case → result.
 """
 
 import gc
@@ -146,6 +147,34 @@ def hv_renames() -> dict:
     return result
 
 
+def qwen_native() -> dict:
+    """fp8 per-tensor Qwen-Image: the default preset stores the modulation layers weight-only, Save Quantized DiT
+    writes ComfyUI's native format (those as float8_e4m3fn + full_precision_matrix_mult), stock UNETLoader runs it."""
+    from comfyui_dit_quant.quant.formats import comfy_native
+    from comfyui_dit_quant.quant.formats.safetensors_io import read_header, read_tensor
+
+    fam = "qwen_image"
+    ref = sample(nodes.UNETLoader().load_unet(FILES[fam], "default")[0], fam)
+    model, text = load(FILES[fam], "fp8 per-tensor")
+    out = sample(model, fam)
+    save_text = SaveQuantizedDiT.execute(model, "diffusion_models/qwen_native_saved", "auto").ui.as_dict()["text"][0]
+    del model
+    release()
+    saved_dir = os.path.join(out_dir, "diffusion_models")
+    path = os.path.join(saved_dir, sorted(f for f in os.listdir(saved_dir) if f.startswith("qwen_native"))[-1])
+    header = read_header(path)
+    with open(path, "rb") as f:
+        configs = {k.removesuffix(".comfy_quant"): comfy_native.decode_config(read_tensor(f, header, k))
+                   for k in header.tensors if k.endswith(".comfy_quant")}
+    folder_paths.add_model_folder_path("diffusion_models", saved_dir)
+    stock = nodes.UNETLoader().load_unet(os.path.basename(path), "default")[0]
+    full_precision = {n: bool(m._full_precision_mm_config) for n, m in stock.model.diffusion_model.named_modules()
+                      if getattr(m, "quant_format", None)}
+    stock_out = sample(stock, fam)
+    return {"summary": text, "save": save_text, "configs": configs, "stock_full_precision": full_precision,
+            "ours_vs_bf16": cos(out, ref), "stock_vs_bf16": cos(stock_out, ref), "stock_vs_ours": cos(stock_out, out)}
+
+
 def widgets() -> dict:
     """Every Load FP8 DiT widget value that changes something, on the tiny Wan 2.2 TI2V-5B model."""
     fam, name, result = "wan22_5b", FILES["wan22_5b"], {}
@@ -168,7 +197,7 @@ def widgets() -> dict:
     return result
 
 
-CASES = {"build": build, "hv_renames": hv_renames, "widgets": widgets}
+CASES = {"build": build, "hv_renames": hv_renames, "qwen_native": qwen_native, "widgets": widgets}
 result = {}
 for part in case.split(","):
     kind, _, arg = part.partition(":")
