@@ -4,8 +4,10 @@ converted (ComfyUI-free; the "INT8 NPU Quantize" node supplies ComfyUI's layer c
 Layer kinds: ``convert`` (a float weight: bf16/fp16/fp32, or ComfyUI's unscaled fp8 storage), ``requantize``
 (this pack's FP8 layers: dequantized with the scale they were loaded with, then INT8), ``int8`` (already this
 pack's INT8: kept as is) and kept layers (ignore list / preset, size, shape, NPU operator limits, ComfyUI's own
-quantized tensors, custom layer classes), each with its reason. The input tree is never modified
-(``quant.storage.rebuild_tree``).
+quantized tensors, custom layer classes), each with its reason. An FP8 layer the preset would keep only because
+it is a modulation layer (``preset_weight_only``: Load FP8 DiT stored it FP8 weight-only) is requantized too, so
+no FP8 tensor is left for a device without FP8 support (an NPU) and the model stays at about half of bf16.
+The input tree is never modified (``quant.storage.rebuild_tree``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import torch
 from torch import nn
 
 from ..kernels import npu_backend
-from .families import DetectedModel
+from .families import DetectedModel, preset_weight_only
+from .ignore import IgnoreMatcher, parse_ignore
 from .plan import build_matcher, skip_reason
 from .report import LayerRecord, QuantReport
 from .schemes import Int8, NonFiniteWeightError
@@ -73,6 +76,8 @@ def plan_int8(root: nn.Module, prefix: str = "", detected: DetectedModel | None 
     ``npu``: also keep layers beyond ``npu_quant_matmul``'s limits (N or K > 65535).
     """
     matcher = build_matcher(detected, preset, ignore)
+    user = IgnoreMatcher(parse_ignore(ignore))
+    weight_only = IgnoreMatcher(preset_weight_only(detected.family, preset, detected.naming) if detected else [])
     plan = Int8Plan()
     for name, m in root.named_modules():
         if not _is_linear(m) or not name.startswith(prefix):
@@ -83,7 +88,8 @@ def plan_int8(root: nn.Module, prefix: str = "", detected: DetectedModel | None 
             plan.report.skipped.append(LayerRecord(short, shape, reason=why))
             continue
         if kind != ALREADY:
-            why = skip_reason(short, shape, matcher, INT8, min_features) or (
+            used = matcher if kind != REQUANTIZE or user.match(short) or not weight_only.match(short) else user
+            why = skip_reason(short, shape, used, INT8, min_features) or (
                 npu_backend.unsupported_reason(*shape) if npu else None) or ""
             if why:
                 plan.report.skipped.append(LayerRecord(short, shape, reason=why))
