@@ -5,7 +5,8 @@ One kernel, three uses (constexpr flags):
 - block-scaled FP8: ``1 x bk`` A scales x ``bn x bk`` B scales, fp32 promotion every scale group of K
   (``acc += dot(a, b) * sa[:, None] * sb[None, :]``);
 - per-tensor / per-token x per-channel FP8 and INT8: plain accumulation (fp32, or int32 for INT8), scales in the
-  epilogue;
+  epilogue; FP8 dots promote to fp32 every BLOCK_K (``max_num_imprecise_acc``: sm_90 otherwise keeps Triton's
+  default of reduced-precision tensor-core accumulation over all of K);
 - weight-only FP8: bf16/fp16 A, B codes converted exactly to A's dtype in registers, B scales per channel (epilogue)
   or per block (promoted per group).
 
@@ -73,8 +74,10 @@ def _scaled_gemm_kernel(a_ptr, b_ptr, c_ptr, as_ptr, bs_ptr, bias_ptr, M, N, K,
                 sa = tl.load(as_row + kg * stride_ask, mask=mask_m, other=0.0)
                 part = part * sa[:, None]
             acc += part
-        else:
+        elif INT8 or B_TO_A:
             acc += tl.dot(a, b)
+        else:  # FP8 x FP8: Hopper accumulates FP8 dots imprecisely unless told to promote (here: every tile)
+            acc += tl.dot(a, b, max_num_imprecise_acc=BLOCK_K)
         a_ptrs += BLOCK_K * stride_ak
         b_ptrs += BLOCK_K * stride_bk
 
