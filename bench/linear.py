@@ -1,17 +1,29 @@
 """Quantized linear vs bf16 ``F.linear`` on Wan-14B shapes, each scheme including activation quantization.
 
-Baselines: bf16 ``F.linear``; ComfyUI core's ``fp8_e4m3fn_fast`` recipe (per-tensor ``_scaled_mm`` with the input
-clamped and cast at scale 1); cuBLAS blockwise (when the device has it). Each scheme is timed for every backend
-this device can run (``auto`` first). Median of CUDA-event timings with rotating inputs; TFLOPS = 2·M·N·K / t.
+Baselines: bf16 ``F.linear``; ComfyUI core's ``fp8_e4m3fn_fast`` recipe (weight cast to FP8 unscaled, input clamped
+and cast at scale 1, per-tensor ``_scaled_mm``). Each scheme is timed through the dispatch (``auto=<backend>``: what
+``auto`` picks here, custom-op overhead included) and then through every other backend that can run it: on CUDA
+every implementation of the scheme (cuBLAS blockwise and the Triton kernels included, even where the policy would
+not pick them: a failure is recorded as ``error``), on CPU the policy's candidates. ``policy`` says whether the
+policy lists that backend for this device. Median of CUDA-event timings with rotating inputs;
+TFLOPS = 2·M·N·K / t; ``rel_err`` = mean|out - bf16| / mean|bf16|.
 
-    python bench/linear.py [--m 256,4096,32760,75600] [--json bench/results/linear-<gpu>.json]
-    python bench/linear.py --device cpu --m 64 --shapes 256x512   # smoke run
+    python bench/linear.py [--m 256,4096,32760,75600] [--json bench/results/linear-<gpu>.json] [--budget 200]
+    python bench/linear.py --device cpu --m 64 --shapes 256x512 --iters 3   # smoke run
+
+Time on an H200 with the defaults: 4 M x 3 shapes x 14 timed entries (bf16, ComfyUI fp8 fast, 6 schemes x 2
+backends) x (1 check + 5 warm-up + 20 timed) calls = 1.4e16 FLOP: ~20 s at 790 TFLOP/s, ~35 s at 400; plus the
+Triton JIT (6 GEMM variants x 2 tile configs + the quantizers, ~17 kernels at 1-3 s each) and input generation:
+1-2 minutes, well under 4. ``--budget`` skips the shapes that would start after that many seconds (the JSON is
+rewritten after every shape, so a run stopped by ``timeout`` keeps what it measured).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +31,24 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import bench, environment, rel_error, write  # noqa: E402
+from common import SCHEMES, WAN_SHAPES, bench, environment, rel_error, save, write  # noqa: E402
 
 from comfyui_dit_quant.kernels import backends  # noqa: E402
 from comfyui_dit_quant.kernels.caps import detect_caps  # noqa: E402
-from comfyui_dit_quant.kernels.policy import candidates, choose  # noqa: E402
+from comfyui_dit_quant.kernels.dispatch import backend_for  # noqa: E402
+from comfyui_dit_quant.kernels.policy import candidates  # noqa: E402
 from comfyui_dit_quant.quant.schemes import get_scheme  # noqa: E402
 
-SCHEMES = {"fp8_tensor": {}, "fp8_channel": {}, "fp8_block": {"block_size": "128x128"}, "int8": {},
-           "fp8_weight_only": {}}
-WAN_SHAPES = [(5120, 5120), (5120, 13824), (13824, 5120)]  # (K, N)
 ROTATE = 3
+# Every implementation of each scheme (CUDA): timed whether or not the policy would pick it on this device.
+IMPLEMENTATIONS = {
+    "fp8_tensor": ["scaled_mm_tensorwise", "triton_scaled"],
+    "fp8_channel": ["scaled_mm_rowwise", "triton_scaled"],
+    "fp8_block": ["scaled_mm_blockwise", "triton_block"],
+    "int8": ["int_mm", "triton_int8"],
+    "fp8_weight_only": ["triton_weight_only", "dequant_mm"],
+}
+COLUMNS = ["M", "K", "N", "scheme", "backend", "policy", "ms", "tflops", "speedup", "rel_err", "error"]
 
 
 def comfy_fp8_fast(x: torch.Tensor, w_t: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None,
@@ -39,44 +58,62 @@ def comfy_fp8_fast(x: torch.Tensor, w_t: torch.Tensor, w_scale: torch.Tensor, bi
     return torch._scaled_mm(x8, w_t, one, w_scale, bias=bias, out_dtype=x.dtype)
 
 
-def run_shape(m: int, k: int, n: int, device: torch.device, iters: int) -> list[dict[str, Any]]:
+def backends_to_time(device: torch.device, name: str, n: int, k: int, block: tuple[int, int] | None,
+                     auto: str) -> list[tuple[str, bool]]:
+    """(backend, listed by the policy) for one scheme, the auto choice and eager excluded."""
+    caps = detect_caps(device.type, device.index or 0)
+    listed = [c.backend for c in candidates(caps, name, n, k, block)]
+    names = list(listed)
+    if device.type == "cuda":
+        triton = importlib.util.find_spec("triton") is not None
+        names += [b for b in IMPLEMENTATIONS[name] if b not in names and (triton or not b.startswith("triton"))]
+    return [(b, b in listed) for b in names if b not in (auto, "eager")]
+
+
+def run_shape(m: int, k: int, n: int, device: torch.device, iters: int, warmup: int,
+              labels: set[str] | None) -> list[dict[str, Any]]:
     gen = torch.Generator(device=device).manual_seed(0)
     xs = [torch.randn(m, k, device=device, dtype=torch.bfloat16, generator=gen) for _ in range(ROTATE)]
     w = torch.randn(n, k, device=device, dtype=torch.bfloat16, generator=gen) / k**0.5
     bias = torch.randn(n, device=device, dtype=torch.bfloat16, generator=gen)
     flops = 2.0 * m * n * k
     ref = F.linear(xs[0], w, bias)
-    t_bf16 = bench(lambda i: F.linear(xs[i % ROTATE], w, bias), device, iters=iters)
-    rows = [{"M": m, "K": k, "N": n, "scheme": "bf16", "backend": "F.linear", "ms": t_bf16,
-             "tflops": flops / t_bf16 / 1e9, "speedup": 1.0, "rel_err": 0.0}]
+    t_bf16 = bench(lambda i: F.linear(xs[i % ROTATE], w, bias), device, warmup=warmup, iters=iters)
+    base = {"M": m, "K": k, "N": n}
+    rows = [{**base, "scheme": "bf16", "backend": "F.linear", "ms": t_bf16, "tflops": flops / t_bf16 / 1e9,
+             "speedup": 1.0, "rel_err": 0.0}]
 
-    def add(scheme: str, backend: str, fn: Any) -> None:
+    def add(scheme: str, backend: str, fn: Any, **info: Any) -> None:
         try:
-            err = rel_error(fn(0), ref)
-            t = bench(fn, device, iters=iters)
+            err = rel_error(fn(0), ref)  # the first call also compiles (Triton JIT): not timed
+            t = bench(fn, device, warmup=warmup, iters=iters)
         except Exception as e:  # noqa: BLE001 - a benchmark records what failed and goes on
-            rows.append({"M": m, "K": k, "N": n, "scheme": scheme, "backend": backend, "error": str(e)[:200]})
+            rows.append({**base, "scheme": scheme, "backend": backend, **info,
+                         "error": f"{type(e).__name__}: {e}"[:300]})
             return
-        rows.append({"M": m, "K": k, "N": n, "scheme": scheme, "backend": backend, "ms": t,
-                     "tflops": flops / t / 1e9, "speedup": t_bf16 / t, "rel_err": err})
+        rows.append({**base, "scheme": scheme, "backend": backend, **info, "ms": t, "tflops": flops / t / 1e9,
+                     "speedup": t_bf16 / t, "rel_err": err})
 
     caps = detect_caps(device.type, device.index or 0)
-    if caps.scaled_mm:
+    if caps.scaled_mm and (labels is None or "comfy_fp8_fast" in labels):
         w8 = w.to(torch.float8_e4m3fn).t()
         one = torch.ones((), device=device)
         add("comfy_fp8_fast", "scaled_mm_tensorwise", lambda i: comfy_fp8_fast(xs[i % ROTATE], w8, one, bias, one))
-    for name, opts in SCHEMES.items():
+        del w8
+    for label, name, opts in SCHEMES:
+        if labels is not None and label not in labels:
+            continue
         scheme = get_scheme(name, **opts)
         stored = scheme.quantize(w)
         wq, ws = stored["weight"], stored["weight_scale"]
         block = scheme.block
-        auto = choose(caps, name, n, k, block).backend
-        add(name, f"auto={auto}", lambda i, wq=wq, ws=ws, s=scheme: s.linear(xs[i % ROTATE], wq, ws, bias))
-        for c in candidates(caps, name, n, k, block):
-            if c.backend in (auto, "eager"):
-                continue
-            add(name, c.backend, lambda i, wq=wq, ws=ws, b=c.backend, nm=name, blk=block: backends.run(
-                b, xs[i % ROTATE], wq, ws, bias, None, nm, blk, torch.bfloat16))
+        auto = backend_for(device, name, n, k, "auto", *(block or (0, 0)))
+        add(label, f"auto={auto}", lambda i, wq=wq, ws=ws, s=scheme: s.linear(xs[i % ROTATE], wq, ws, bias),
+            auto=auto, policy=True)
+        for b, listed in backends_to_time(device, name, n, k, block, auto):
+            add(label, b, lambda i, wq=wq, ws=ws, b=b, nm=name, blk=block: backends.run(
+                b, xs[i % ROTATE], wq, ws, bias, None, nm, blk, torch.bfloat16), policy=listed)
+        del stored, wq, ws
     return rows
 
 
@@ -86,17 +123,36 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--shapes", default=",".join(f"{k}x{n}" for k, n in WAN_SHAPES), help="KxN list")
     p.add_argument("--device", default="cuda")
     p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--schemes", default=None,
+                   help="labels to run (default all): comfy_fp8_fast," + ",".join(s[0] for s in SCHEMES))
+    p.add_argument("--budget", type=float, default=0.0,
+                   help="seconds: shapes that would start later are skipped (0 = no limit)")
     p.add_argument("--json", default=None, help="write raw results here (e.g. bench/results/linear-h200.json)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
+    labels = None if args.schemes is None else set(args.schemes.split(","))
+    env = environment(device)
+    print(f"device: {env['device']}; auto: {env.get('auto')}", flush=True)
     rows: list[dict[str, Any]] = []
+    start = time.monotonic()
     with torch.inference_mode():
         for m in (int(v) for v in args.m.split(",")):
             for shape in args.shapes.split(","):
                 k, n = (int(v) for v in shape.lower().split("x"))
-                rows += run_shape(m, k, n, device, args.iters)
-    write(rows, environment(device), args.json,
-          ["M", "K", "N", "scheme", "backend", "ms", "tflops", "speedup", "rel_err", "error"])
+                elapsed = time.monotonic() - start
+                if args.budget and elapsed > args.budget:
+                    rows.append({"M": m, "K": k, "N": n, "scheme": "-", "backend": "-",
+                                 "error": f"skipped: time budget {args.budget:.0f} s spent"})
+                    print(f"M={m} {k}x{n}: skipped (budget)", flush=True)
+                    continue
+                shape_rows = run_shape(m, k, n, device, args.iters, args.warmup, labels)
+                rows += shape_rows
+                print(f"M={m} {k}x{n}: {len(shape_rows)} rows, {time.monotonic() - start:.0f} s elapsed", flush=True)
+                save(rows, env, args.json, elapsed_s=time.monotonic() - start)
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+    write(rows, env, args.json, COLUMNS, elapsed_s=time.monotonic() - start)
 
 
 if __name__ == "__main__":
