@@ -30,6 +30,9 @@ _TOOLTIPS = {
                    "per weight tensor.",
     "ignored_layers": "Layers kept as they are, comma or newline separated: names, globs (decoder.up.*) or "
                       "re:<regex>; # starts a comment. Names are module paths inside the {what} model.",
+    "keep_first_last": "Keep the first and last layer of the encoder and of the decoder in the original precision: "
+                       "they carry most of the FP8 error (the image-facing and latent-facing convolutions) for "
+                       "about 1% of the weights.",
 }
 
 
@@ -44,16 +47,17 @@ def _remap(obj: object, src: object, mapping: dict[int, torch.nn.Module], skip: 
             setattr(obj, k, types.MethodType(v.__func__, mapping[id(v.__self__)]))
 
 
-def _convert(root: torch.nn.Module, patcher, granularity: str, ignored: str):
+def _convert(root: torch.nn.Module, patcher, granularity: str, ignored: str, keep_first_last: bool = False):
     return apply_fp8_storage(root, GRANULARITY_CHOICES[granularity], ignored, device=patcher.offload_device,
-                             source=unpatched_weights(patcher))
+                             source=unpatched_weights(patcher), keep_first_last=keep_first_last)
 
 
-def fp8_vae(vae: comfy.sd.VAE, granularity: str = "per-channel", ignored: str = "") -> tuple[comfy.sd.VAE,
-                                                                                              StorageReport]:
-    """A new VAE whose Linear / Conv weights are stored in FP8; ``vae`` is untouched."""
+def fp8_vae(vae: comfy.sd.VAE, granularity: str = "per-channel", ignored: str = "", keep_first_last: bool = True
+            ) -> tuple[comfy.sd.VAE, StorageReport]:
+    """A new VAE whose Linear / Conv weights are stored in FP8; ``vae`` is untouched. ``keep_first_last``: the
+    first and last layer of each top-level part (encoder, decoder, quant convs) stay in the original dtype."""
     vae.throw_exception_if_invalid()
-    model, report, mapping = _convert(vae.first_stage_model, vae.patcher, granularity, ignored)
+    model, report, mapping = _convert(vae.first_stage_model, vae.patcher, granularity, ignored, keep_first_last)
     new = copy.copy(vae)  # VAE has no clone(): settings are shared, model and patcher are new
     _remap(new, vae, mapping, ("first_stage_model", "patcher"))
     new.first_stage_model = model
@@ -95,14 +99,17 @@ class ApplyFP8StorageVAE(io.ComfyNode):
             display_name="Apply FP8 Weight Storage to VAE",
             category="advanced/quantized",
             description="Store the VAE's Linear and Conv weights in FP8 (e4m3, scaled) to halve their memory; "
-                        "decoding still computes in the VAE's own dtype. Returns a new VAE: the input is "
-                        "unchanged, and applying it twice equals once.",
+                        "decoding and encoding still compute in the VAE's own dtype. By default the first and "
+                        "last layer of the encoder and of the decoder stay in high precision. Returns a new VAE: "
+                        "the input is unchanged, and applying it twice equals once.",
             inputs=[
                 io.Vae.Input("vae", tooltip="The VAE to store in FP8 (left unchanged; a new VAE is returned)."),
                 io.Combo.Input("granularity", options=list(GRANULARITY_CHOICES), default="per-channel",
                                tooltip=_TOOLTIPS["granularity"]),
                 io.String.Input("ignored_layers", default="", multiline=True,
                                 tooltip=_TOOLTIPS["ignored_layers"].format(what="VAE (e.g. decoder.head.2)")),
+                # last, so workflows saved before it existed keep their widget values in place
+                io.Boolean.Input("keep_first_last", default=True, tooltip=_TOOLTIPS["keep_first_last"]),
             ],
             outputs=[io.Vae.Output(display_name="VAE")],
         )
@@ -112,8 +119,8 @@ class ApplyFP8StorageVAE(io.ComfyNode):
         return _validate_ignore(ignored_layers)
 
     @classmethod
-    def execute(cls, vae, granularity: str, ignored_layers: str) -> io.NodeOutput:
-        new, report = fp8_vae(vae, granularity, ignored_layers)
+    def execute(cls, vae, granularity: str, ignored_layers: str, keep_first_last: bool = True) -> io.NodeOutput:
+        new, report = fp8_vae(vae, granularity, ignored_layers, keep_first_last)
         return io.NodeOutput(new, ui=ui.PreviewText(_report_text("VAE", report)))
 
 

@@ -12,6 +12,13 @@ No ComfyUI import: this module speaks ComfyUI's layer protocol only by duck typi
   ``Parameter`` objects over the same storage (no copy in RAM, and moving one tree to a device never moves the
   other). The input tree is never modified. Layers already stored in FP8 are kept as they are, so applying twice
   equals applying once.
+- ``first_last_layers(root)``: the first and the last weighted layer (Linear / ConvNd, in module-registration
+  order) of each top-level part of a model (a VAE's ``encoder``, ``decoder``, and top-level quant convs):
+  ``apply_fp8_storage(..., keep_first_last=True)`` keeps them in the original dtype. In a trained VAE they carry
+  most of the FP8 error for ~1% of the weights: the image-facing convolutions see inputs with a large mean
+  (pixels in [0, 1], post-ReLU activations) that their filters cancel, so the filters' rounding error does not
+  cancel, and the latent-facing ones have nothing after them to absorb it (measured on TAESD for Flux.2: the
+  encoder's first and last convs alone carry ~56% of the encode error).
 - ``rebuild_tree``: that copy-on-write tree walk on its own, for other layer replacements (``quant.int8_convert``).
 """
 
@@ -37,7 +44,7 @@ _ROOT_RUNTIME_ATTRS = ("model_loaded_weight_memory", "lowvram_patch_counter", "m
                        "current_weight_patches_uuid", "model_offload_buffer_memory")
 
 __all__ = ["GRANULARITIES", "FP8StorageMixin", "StorageReport", "apply_fp8_storage", "dequantize_weight",
-           "is_fp8_stored", "quantize_weight", "rebuild_tree", "stored_class"]
+           "first_last_layers", "is_fp8_stored", "quantize_weight", "rebuild_tree", "stored_class"]
 
 
 def quantize_weight(weight: torch.Tensor, granularity: str = "channel") -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,6 +219,50 @@ def _skip_reason(module: nn.Module) -> str | None:
     return None
 
 
+def _is_weighted(m: nn.Module | None) -> bool:
+    """A Linear or a convolution of any kind (transposed included: it is a layer of the forward path too)."""
+    return isinstance(m, nn.Linear | nn.modules.conv._ConvNd)
+
+
+def first_last_layers(root: nn.Module) -> dict[str, str]:
+    """``{layer name: reason}``: the first and the last weighted layer (Linear / ConvNd) of each top-level part.
+
+    Parts are the direct children of ``root`` holding a weighted layer (a VAE's ``encoder`` / ``decoder``,
+    TAESD's ``taesd_encoder`` / ``taesd_decoder``, Wan VAE's ``conv1`` / ``conv2`` quant convs), after descending
+    through wrappers with a single such child; a ``root`` that is itself a layer is its own part. Within a part,
+    layers are ordered as the modules are registered (``named_modules``), which for VAEs is their forward order
+    (checked on ComfyUI's TAESD, Wan 2.1 / 2.2 and KL VAEs by the integration tests); a part with one layer gives
+    it once. Names are relative to ``root`` (a module reachable twice has its first name), reasons read
+    "first layer of encoder", "last layer of encoder" or "only layer of conv1".
+    """
+    names: dict[int, str] = {}
+    for name, m in root.named_modules():
+        if _is_weighted(m):
+            names.setdefault(id(m), name)
+    if not names:
+        return {}
+    container, prefix = root, ""
+    parts: list[tuple[str, nn.Module]] = []
+    while not _is_weighted(container):
+        parts = [(prefix + n, c) for n, c in container.named_children()
+                 if any(_is_weighted(m) for m in c.modules())]
+        if len(parts) != 1 or _is_weighted(parts[0][1]):
+            break
+        prefix, container = parts[0][0] + ".", parts[0][1]
+    else:
+        parts = [(prefix.removesuffix("."), container)]
+    out: dict[str, str] = {}
+    for part_name, part in parts:
+        layers = list(dict.fromkeys(names[id(m)] for m in part.modules() if _is_weighted(m)))
+        label = part_name or "the model"
+        if len(layers) == 1:
+            out.setdefault(layers[0], f"only layer of {label}")
+        else:
+            out.setdefault(layers[0], f"first layer of {label}")
+            out.setdefault(layers[-1], f"last layer of {label}")
+    return out
+
+
 @dataclass
 class StorageReport:
     granularity: str
@@ -219,6 +270,9 @@ class StorageReport:
     already: list[str] = field(default_factory=list)
     ignored: list[tuple[str, str]] = field(default_factory=list)  # (layer, pattern)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (layer, reason)
+    kept: list[tuple[str, str]] = field(default_factory=list)  # (layer, reason): keep_first_last
+    keep_first_last: bool = False
+    kept_bytes: int = 0  # weights of the ``kept`` layers, as they are
     unused_patterns: list[str] = field(default_factory=list)
     bytes_before: int = 0  # of the layers converted here
     bytes_after: int = 0
@@ -235,13 +289,17 @@ class StorageReport:
                  f" scales), compute in the original dtype",
                  f"layers stored in FP8: {len(self.stored)}" + (f" (+{len(self.already)} already FP8)"
                                                               if self.already else ""),
-                 f"kept: {len(self.ignored)} by ignore list, {len(self.skipped)} not eligible",
+                 f"kept: {len(self.ignored)} by ignore list, "
+                 + (f"{len(self.kept)} first/last layers ({self.kept_bytes / mb:.2f} MB), "
+                    if self.keep_first_last else "")
+                 + f"{len(self.skipped)} not eligible",
                  f"{what} weights: {self.model_bytes_before / mb:.2f} MB -> {self.model_bytes_after / mb:.2f} MB "
                  f"(saved {self.bytes_saved / mb:.2f} MB)"]
         reasons: dict[str, int] = {}
         for _, why in self.skipped:
             reasons[why] = reasons.get(why, 0) + 1
         lines += [f"  not eligible: {why} x{n}" for why, n in sorted(reasons.items())]
+        lines += [f"  kept, {why}: {name}" for name, why in self.kept]
         if self.unused_patterns:
             lines.append(f"ignore patterns matching no layer: {', '.join(self.unused_patterns)}")
         return "\n".join(lines)
@@ -315,11 +373,14 @@ def rebuild_tree(root: nn.Module, convert: Callable[[str, nn.Module], bool],
 
 def apply_fp8_storage(root: nn.Module, granularity: str = "channel", ignore: str | IgnoreMatcher | None = None,
                       device: torch.device | str | None = None,
-                      source: Callable[[str, torch.Tensor], torch.Tensor] | None = None
+                      source: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
+                      keep_first_last: bool = False
                       ) -> tuple[nn.Module, StorageReport, dict[int, nn.Module]]:
     """A new tree with FP8-stored Linear / Conv weights; ``root`` is left untouched.
 
     ``ignore``: layers kept as they are (``quant.ignore`` syntax, names relative to ``root``).
+    ``keep_first_last``: also keep the first and last layer of each top-level part (``first_last_layers``);
+    a layer the ignore list names is reported as ignored, one already in FP8 stays as it is.
     ``device``: where the new tree's tensors live (default: where they are). ``source(key, tensor)`` gives the
     tensor to use for state-dict key ``key`` (e.g. a patcher's unpatched backup); default: the live tensor.
     Returns (new root, report, {id(old module): new module}).
@@ -327,9 +388,10 @@ def apply_fp8_storage(root: nn.Module, granularity: str = "channel", ignore: str
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity {granularity!r}: expected one of {GRANULARITIES}")
     matcher = ignore if isinstance(ignore, IgnoreMatcher) else IgnoreMatcher(ignore)
-    report = StorageReport(granularity)
+    report = StorageReport(granularity, keep_first_last=keep_first_last)
     report.model_bytes_before = _tree_bytes(root)
     layer_names: list[str] = []
+    first_last = first_last_layers(root) if keep_first_last else {}
 
     def convert(name: str, m: nn.Module) -> bool:
         if not isinstance(m, LAYER_TYPES):
@@ -341,6 +403,9 @@ def apply_fp8_storage(root: nn.Module, granularity: str = "channel", ignore: str
             report.ignored.append((name, pattern))
         elif (why := _skip_reason(m)) is not None:
             report.skipped.append((name, why))
+        elif name in first_last:
+            report.kept.append((name, first_last[name]))
+            report.kept_bytes += m.weight.nbytes
         else:
             return True
         return False

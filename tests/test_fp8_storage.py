@@ -12,6 +12,7 @@ from comfyui_dit_quant.kernels.reference import FP8_DTYPE
 from comfyui_dit_quant.quant.storage import (
     apply_fp8_storage,
     dequantize_weight,
+    first_last_layers,
     is_fp8_stored,
     quantize_weight,
 )
@@ -264,6 +265,234 @@ def test_source_and_device_hooks() -> None:
     new, _, _ = apply_fp8_storage(net, source=source, device="cpu")
     assert "head.2.weight" in seen and "norm.weight" in seen
     assert torch.count_nonzero(new.head[2].bias) == 0 and torch.count_nonzero(net.head[2].bias) > 0
+
+
+# --- keep_first_last: the first / last layer of each top-level part ------------------------------------
+# ComfyUI-free stand-ins with the module trees of ComfyUI's VAEs (comfy/taesd/taesd.py, comfy/ldm/wan/vae.py,
+# comfy/ldm/models/autoencoder.py), small, in the same registration order; the integration tier checks the rule
+# on the real classes against the layers they run first / last.
+
+
+def _conv(i: int, o: int, **kw) -> nn.Conv2d:
+    return nn.Conv2d(i, o, 3, padding=1, **kw)
+
+
+class TaesdBlock(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(_conv(c, c), nn.ReLU(), _conv(c, c))
+        self.skip = nn.Identity()
+        self.fuse = nn.ReLU()
+
+    def forward(self, x):
+        return self.fuse(self.conv(x) + self.skip(x))
+
+
+class TaesdLike(nn.Module):  # TAESD: taesd_encoder / taesd_decoder (nn.Sequential), two scalar parameters
+    def __init__(self) -> None:
+        super().__init__()
+        self.taesd_encoder = nn.Sequential(_conv(3, 8), TaesdBlock(8), _conv(8, 8, stride=2, bias=False),
+                                           TaesdBlock(8), _conv(8, 4))
+        self.taesd_decoder = nn.Sequential(nn.Tanh(), _conv(4, 8), nn.ReLU(), TaesdBlock(8),
+                                           nn.Upsample(scale_factor=2), _conv(8, 8, bias=False), TaesdBlock(8),
+                                           _conv(8, 3))
+        self.vae_scale = nn.Parameter(torch.tensor(1.0))
+        self.vae_shift = nn.Parameter(torch.tensor(0.0))
+
+    def encode(self, x):
+        return self.taesd_encoder(x)
+
+    def decode(self, z):
+        return self.taesd_decoder(z)
+
+
+class WanResBlock(nn.Module):  # residual registered before shortcut, but shortcut runs first
+    def __init__(self, i: int, o: int) -> None:
+        super().__init__()
+        self.residual = nn.Sequential(nn.GroupNorm(1, i), nn.SiLU(), CausalConv3d(i, o, 3),
+                                      nn.GroupNorm(1, o), nn.SiLU(), CausalConv3d(o, o, 3))
+        self.shortcut = OpConv3d(i, o, 1) if i != o else nn.Identity()
+
+    def forward(self, x):
+        h = self.shortcut(x)
+        return self.residual(x) + h
+
+
+class WanCoder(nn.Module):  # Encoder3d / Decoder3d: conv1, blocks, head = (norm, SiLU, conv)
+    def __init__(self, i: int, c: int, o: int) -> None:
+        super().__init__()
+        self.conv1 = CausalConv3d(i, c, 3)
+        self.middle = nn.Sequential(WanResBlock(c, 2 * c), nn.Identity(), WanResBlock(2 * c, c))
+        self.head = nn.Sequential(nn.GroupNorm(1, c), nn.SiLU(), CausalConv3d(c, o, 3))
+
+    def forward(self, x):
+        return self.head(self.middle(self.conv1(x)))
+
+
+class WanLike(nn.Module):  # WanVAE: encoder, conv1 / conv2 (1x1 quant convs at the top level), decoder
+    def __init__(self, z: int = 4) -> None:
+        super().__init__()
+        self.encoder = WanCoder(3, 8, 2 * z)
+        self.conv1 = OpConv3d(2 * z, 2 * z, 1)
+        self.conv2 = OpConv3d(z, z, 1)
+        self.decoder = WanCoder(z, 8, 3)
+
+    def encode(self, x):
+        return self.conv1(self.encoder(x)).chunk(2, dim=1)[0]
+
+    def decode(self, z):
+        return self.decoder(self.conv2(z))
+
+
+class KLLike(nn.Module):  # AutoencoderKL without quant convs (Flux / SD3), a weightless regularizer
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.ModuleDict({"conv_in": _conv(3, 8), "down": nn.ModuleList([_conv(8, 8, stride=2)]),
+                                      "norm_out": nn.GroupNorm(2, 8), "conv_out": _conv(8, 8)})
+        self.decoder = nn.ModuleDict({"conv_in": _conv(4, 8), "up": nn.ModuleList([_conv(8, 8), _conv(8, 8)]),
+                                      "norm_out": nn.GroupNorm(2, 8), "conv_out": _conv(8, 3)})
+        self.regularization = nn.Identity()
+
+    def encode(self, x):
+        e = self.encoder
+        return e["conv_out"](e["norm_out"](e["down"][0](e["conv_in"](x))))[:, :4]
+
+    def decode(self, z):
+        d = self.decoder
+        h = d["conv_in"](z)
+        for up in reversed(d["up"]):  # run in reverse registration order inside the part: first / last unchanged
+            h = up(h)
+        return d["conv_out"](d["norm_out"](h))
+
+
+STANDINS = {
+    "taesd": (TaesdLike, (1, 3, 8, 8), {"taesd_encoder.0": "first layer of taesd_encoder",
+                                        "taesd_encoder.4": "last layer of taesd_encoder",
+                                        "taesd_decoder.1": "first layer of taesd_decoder",
+                                        "taesd_decoder.7": "last layer of taesd_decoder"}),
+    "wan": (WanLike, (1, 3, 2, 6, 6), {"encoder.conv1": "first layer of encoder",
+                                       "encoder.head.2": "last layer of encoder",
+                                       "conv1": "only layer of conv1", "conv2": "only layer of conv2",
+                                       "decoder.conv1": "first layer of decoder",
+                                       "decoder.head.2": "last layer of decoder"}),
+    "kl": (KLLike, (1, 3, 8, 8), {"encoder.conv_in": "first layer of encoder",
+                                  "encoder.conv_out": "last layer of encoder",
+                                  "decoder.conv_in": "first layer of decoder",
+                                  "decoder.conv_out": "last layer of decoder"}),
+}
+WEIGHTED = (nn.Linear, nn.modules.conv._ConvNd)
+
+
+def _run_order(root: nn.Module, x: torch.Tensor) -> list[str]:
+    order: list[str] = []
+    hooks = [m.register_forward_hook(lambda *_, n=n: order.append(n))
+             for n, m in root.named_modules() if isinstance(m, WEIGHTED)]
+    with torch.no_grad():
+        root.decode(root.encode(x))
+    for h in hooks:
+        h.remove()
+    return order
+
+
+@pytest.mark.parametrize("kind", list(STANDINS))
+def test_first_last_rule_picks_exactly_first_and_last_of_each_part(kind: str) -> None:
+    cls, shape, expected = STANDINS[kind]
+    torch.manual_seed(0)
+    root = cls().eval()
+    picks = first_last_layers(root)
+    assert picks == expected and list(picks) == list(expected)  # in part / registration order
+    # registration order is forward order where it matters: each part's first / last layer run
+    order = _run_order(root, torch.rand(shape))
+    for part in {n.split(".")[0] for n in order}:
+        ran = [n for n in order if n.split(".")[0] == part]
+        assert {ran[0], ran[-1]} == {n for n in picks if n.split(".")[0] == part}, part
+
+
+def test_first_last_rule_wrappers_single_layers_and_no_layers() -> None:
+    wan = WanLike()
+    # a wrapper holding the model alone is looked through; names stay relative to the root
+    wrapped = nn.Module()
+    wrapped.inner = nn.Module()
+    wrapped.inner.model = wan
+    wrapped.inner.norm = nn.GroupNorm(1, 4)  # no weighted layer: not a part
+    picks = first_last_layers(wrapped)
+    assert picks == {f"inner.model.{k}": v.replace(" of ", " of inner.model.")
+                     for k, v in STANDINS["wan"][2].items()}
+    assert first_last_layers(nn.Linear(4, 4)) == {"": "only layer of the model"}
+    assert first_last_layers(nn.Sequential(nn.ReLU(), nn.Linear(4, 4))) == {"1": "only layer of 1"}
+    assert first_last_layers(nn.Sequential(nn.ReLU(), nn.GroupNorm(1, 4))) == {}
+    # a module reachable twice keeps its first name; a transposed conv counts as the part's last layer
+    shared = nn.Linear(4, 4)
+    tied = nn.Module()
+    tied.a = nn.Sequential(shared, nn.Linear(4, 4))
+    tied.b = nn.Sequential(nn.Linear(4, 4), shared, nn.ConvTranspose2d(4, 4, 2))
+    assert first_last_layers(tied) == {"a.0": "first layer of a", "a.1": "last layer of a",
+                                       "b.0": "first layer of b", "b.2": "last layer of b"}
+
+
+@pytest.mark.parametrize("kind", list(STANDINS))
+def test_keep_first_last_keeps_them_in_the_original_dtype(kind: str) -> None:
+    cls, shape, expected = STANDINS[kind]
+    torch.manual_seed(0)
+    root = cls().eval()
+    before = snapshot(root)
+    everything, r_all, _ = apply_fp8_storage(root, "channel")
+    new, report, _ = apply_fp8_storage(root, "channel", keep_first_last=True)
+    assert report.keep_first_last and not r_all.keep_first_last and not r_all.kept
+    assert report.kept == list(expected.items())
+    assert {n for n, _ in report.stored} == {n for n, _ in r_all.stored} - set(expected)
+    assert report.kept_bytes == sum(root.get_submodule(n).weight.nbytes for n in expected)
+    assert report.model_bytes_after == r_all.model_bytes_after + report.kept_bytes - sum(
+        everything.get_submodule(n).weight.nbytes + everything.get_submodule(n).weight_scale.nbytes
+        for n in expected)
+    for name in expected:
+        layer = new.get_submodule(name)
+        assert not is_fp8_stored(layer) and type(layer) is type(root.get_submodule(name))
+        assert layer.weight.dtype == torch.float32
+        assert layer.weight.data_ptr() == root.get_submodule(name).weight.data_ptr()  # shared, not copied
+    text = report.summary("VAE")
+    assert f"kept: 0 by ignore list, {len(expected)} first/last layers (" in text
+    for name, why in expected.items():
+        assert f"  kept, {why}: {name}" in text
+    assert "first/last" not in r_all.summary()  # the old summary when the rule is off
+    # input untouched; kept layers are exact, so the result is at least as close as all-FP8 here
+    after = snapshot(root)
+    assert all(torch.equal(t, after[k][0]) and p == after[k][1] for k, (t, p, _) in before.items())
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = root.decode(root.encode(x))
+        assert cos(new.decode(new.encode(x)), ref) >= 0.99
+        first_in = next(iter(expected))  # the encoder's first layer, on the image: exactly as before
+        assert torch.equal(new.get_submodule(first_in)(x), root.get_submodule(first_in)(x))
+
+
+def test_keep_first_last_with_ignore_list_on_top_and_twice_equals_once() -> None:
+    torch.manual_seed(0)
+    root = WanLike().eval()
+    new, report, _ = apply_fp8_storage(root, "channel", ignore="encoder.conv1, decoder.middle.0, nothing",
+                                       keep_first_last=True)
+    # a layer named by both: reported as ignored (the user's list first); the rule keeps the rest of its picks
+    assert dict(report.ignored) == {"encoder.conv1": "encoder.conv1", "decoder.middle.0.residual.2":
+                                    "decoder.middle.0", "decoder.middle.0.residual.5": "decoder.middle.0",
+                                    "decoder.middle.0.shortcut": "decoder.middle.0"}
+    assert [n for n, _ in report.kept] == ["encoder.head.2", "conv1", "conv2", "decoder.conv1", "decoder.head.2"]
+    assert report.unused_patterns == ["nothing"]
+    all_layers = [n for n, m in root.named_modules() if isinstance(m, WEIGHTED)]
+    assert sorted(n for n, _ in report.stored) == sorted(set(all_layers) - set(dict(report.ignored))
+                                                          - {n for n, _ in report.kept})
+    assert "kept: 4 by ignore list, 5 first/last layers" in report.summary()
+    # applying twice (same settings, or the rule then no rule) equals once: FP8 layers stay, kept ones are kept again
+    twice, r2, _ = apply_fp8_storage(new, "channel", ignore="encoder.conv1, decoder.middle.0", keep_first_last=True)
+    assert not r2.stored and sorted(r2.already) == sorted(n for n, _ in report.stored) and r2.kept == report.kept
+    x = torch.rand(1, 3, 2, 6, 6, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(twice.decode(twice.encode(x)), new.decode(new.encode(x)))
+    s1, s2 = new.state_dict(), twice.state_dict()
+    assert s1.keys() == s2.keys() and all(torch.equal(s1[k].float(), s2[k].float()) for k in s1)
+    # the rule after an all-layers pass: everything is already FP8 and stays so
+    every, _, _ = apply_fp8_storage(root, "channel")
+    _, r3, _ = apply_fp8_storage(every, "channel", keep_first_last=True)
+    assert not r3.stored and not r3.kept and len(r3.already) == len(all_layers)
 
 
 # --- ComfyUI protocol -----------------------------------------------------------------------------------

@@ -252,7 +252,8 @@ def wan22_ti2v_5b(int8: bool = False) -> Workflow:
         N(1, "Note", 0, -4), *loader,
         clip_loader(12, 1.6, UMT5, "wan", "wan2.1"),
         vae_loader(13, 2.4, vae, "wan2.2"),
-        N(18, "DiTQuantApplyFP8StorageVAE", 1, 3.6, {"granularity": "per-channel", "ignored_layers": ""},
+        N(18, "DiTQuantApplyFP8StorageVAE", 1, 3.6, {"granularity": "per-channel", "ignored_layers": "",
+                                                    "keep_first_last": True},
           {"vae": (13, 0)}),
         encode(14, 0.2, "Low contrast. In a retro 1970s-style subway station, a street musician plays in dim "
                         "colors and rough textures.", 12),
@@ -371,7 +372,8 @@ def hunyuan_video15() -> Workflow:
         N(12, "DualCLIPLoader", 0, 1.6, {"clip_name1": QWEN_TE, "clip_name2": byt5, "type": "hunyuan_video_15"},
           model=("hv15", "text_encoders")),
         vae_loader(13, 2.6, vae, "hv15"),
-        N(18, "DiTQuantApplyFP8StorageVAE", 1, 3.6, {"granularity": "per-channel", "ignored_layers": ""},
+        N(18, "DiTQuantApplyFP8StorageVAE", 1, 3.6, {"granularity": "per-channel", "ignored_layers": "",
+                                                    "keep_first_last": True},
           {"vae": (13, 0)}),
         encode(14, 0.2, "A paper boat drifts down a rain-soaked city street at night, neon reflections rippling "
                         "in the water, cinematic.", 12),

@@ -2,11 +2,13 @@
 TAESD for Flux.2 with its real trained weights) and a real comfy.sd.CLIP (CLIP-L architecture, random weights), CPU,
 in-process.
 
-argv: REPO_ROOT CASE. Cases: ``vae`` (decode / encode vs the plain VAE, input untouched, twice == once),
-``vae_real`` (taef2 from ``tests/data/taef2`` through ComfyUI's own VAELoader / VAEEncode / VAEDecode, fp32 and
-bf16: decode / encode of a real photo vs the plain VAE, cosine and pixel PSNR, and the encoder layers that carry
-the error), ``clip`` (encode vs plain, input untouched, twice == once, LoRA after / before the node, low-VRAM LoRA).
-Prints one JSON line last.
+argv: REPO_ROOT CASE. Cases: ``vae`` (decode / encode vs the plain VAE, input untouched, twice == once, with and
+without keep_first_last), ``vae_real`` (taef2 from ``tests/data/taef2`` through ComfyUI's own VAELoader /
+VAEEncode / VAEDecode, fp32 and bf16: decode / encode of a real photo vs the plain VAE, cosine and pixel PSNR, with
+the node's default (first / last layer of encoder and decoder kept) and with every layer in FP8, and the encoder
+layers that carry the error), ``first_last`` (the layers keep_first_last keeps vs the first / last layer each
+part of ComfyUI's TAESD, Wan 2.1, Wan 2.2 and KL VAEs actually runs in encode / decode), ``clip`` (encode vs
+plain, input untouched, twice == once, LoRA after / before the node, low-VRAM LoRA). Prints one JSON line last.
 """
 
 import json
@@ -64,9 +66,43 @@ def fp8_layers(module: torch.nn.Module) -> int:
     return sum(1 for m in module.modules() if getattr(m, "weight", None) is not None and m.weight.dtype == FP8)
 
 
-def apply(node, obj, granularity: str = "per-channel", ignored: str = ""):
-    res = node.execute(obj, granularity, ignored)
+def apply(node, obj, granularity: str = "per-channel", ignored: str = "", keep_first_last: bool | None = None):
+    """The node as ComfyUI runs it; ``keep_first_last`` None: the widget's default (VAE node only)."""
+    kw = {} if keep_first_last is None else {"keep_first_last": keep_first_last}
+    res = node.execute(obj, granularity, ignored, **kw)
     return res.args[0], res.ui.as_dict()["text"][0]
+
+
+def called_first_last(root: torch.nn.Module, *runs) -> dict[str, str]:
+    """{layer: "first" / "last" / "only"}: the first and last weighted layer each top-level part of ``root`` runs,
+    recorded by forward hooks while ``runs`` (callables) execute. Parts as ``quant.storage.first_last_layers``."""
+    order: list[str] = []
+    weighted = (torch.nn.Linear, torch.nn.modules.conv._ConvNd)
+    hooks = [m.register_forward_hook(lambda mod, args, out, name=name: order.append(name))
+             for name, m in root.named_modules() if isinstance(m, weighted)]
+    try:
+        with torch.no_grad():
+            for run in runs:
+                run()
+    finally:
+        for h in hooks:
+            h.remove()
+    parts: dict[str, list[str]] = {}
+    for name in order:
+        parts.setdefault(name.split(".")[0], []).append(name)
+    out = {}
+    for seq in parts.values():
+        if seq[0] == seq[-1] and len(set(seq)) == 1:
+            out[seq[0]] = "only"
+        else:
+            out[seq[0]], out[seq[-1]] = "first", "last"
+    return out
+
+
+def rule(root: torch.nn.Module) -> dict[str, str]:
+    from comfyui_dit_quant.quant.storage import first_last_layers
+
+    return {k: v.split(" ")[0] for k, v in first_last_layers(root).items()}
 
 
 result: dict = {}
@@ -82,10 +118,11 @@ if case == "vae":
     ref_dec, ref_enc = vae.decode(latent), vae.encode(image)
     before = snapshot(vae.first_stage_model)
     fsm, patcher = vae.first_stage_model, vae.patcher
-    for label in ("per-channel", "per-tensor"):
-        new, text = apply(ApplyFP8StorageVAE, vae, label)
+    for label, keep in (("per-channel", None), ("per-tensor", None), ("per-channel-all", False),
+                        ("per-tensor-all", False)):
+        new, text = apply(ApplyFP8StorageVAE, vae, label.removesuffix("-all"), "", keep)
         dec, enc = new.decode(latent), new.encode(image)
-        twice, text2 = apply(ApplyFP8StorageVAE, new, label)
+        twice, text2 = apply(ApplyFP8StorageVAE, new, label.removesuffix("-all"), "", keep)
         result[label] = {
             "decode_cosine": cos(dec, ref_dec), "encode_cosine": cos(enc, ref_enc),
             "finite": bool(torch.isfinite(dec).all()), "fp8_layers": fp8_layers(new.first_stage_model),
@@ -96,7 +133,11 @@ if case == "vae":
     result["input_unchanged"] = (unchanged(before, vae.first_stage_model) and vae.first_stage_model is fsm
                                  and vae.patcher is patcher and torch.equal(vae.decode(latent), ref_dec)
                                  and fp8_layers(vae.first_stage_model) == 0)
-    result["ignored"] = apply(ApplyFP8StorageVAE, vae, "per-channel", "decoder.head, re:^encoder\\.")[1]
+    result["ignored"] = apply(ApplyFP8StorageVAE, vae, "per-channel", "decoder.head, re:^encoder\\.", False)[1]
+    result["ignored_keep_first_last"] = apply(ApplyFP8StorageVAE, vae, "per-channel", "decoder.head, re:^encoder\\.")[1]
+    # keep_first_last after an all-layers pass: those layers are already FP8 and stay so (nothing to undo)
+    all_fp8, _ = apply(ApplyFP8StorageVAE, vae, "per-channel", "", False)
+    result["all_then_default"] = apply(ApplyFP8StorageVAE, all_fp8, "per-channel")[1]
 elif case == "vae_real":
     # TAESD for Flux.2 (madebyollin/taesd, MIT), trained weights, loaded the way a user does: VAELoader "taef2"
     # reads taef2_encoder.* / taef2_decoder.* from the vae_approx folder (here only tests/data/taef2).
@@ -125,8 +166,9 @@ elif case == "vae_real":
     def decode(v, latent: torch.Tensor) -> torch.Tensor:
         return nodes.VAEDecode().decode(v, {"samples": latent})[0]
 
-    # the three encoder layers that carry most of its error (see the test module)
-    dominant = "taesd_encoder.0, taesd_encoder.10, taesd_encoder.14"
+    # on top of the default (first / last layer of encoder and decoder kept): the third encoder layer carrying
+    # most of its error, the last stride-2 conv (see the test module)
+    last_down = "taesd_encoder.10"
     for dtype in ("fp32", "bf16"):  # fp32: ComfyUI's pick on CPU; bf16: its pick on most GPUs (or --bf16-vae)
         args.bf16_vae = dtype == "bf16"
         (vae,) = nodes.VAELoader().load_vae("taef2")
@@ -136,9 +178,11 @@ elif case == "vae_real":
         out = {"vae_dtype": str(vae.vae_dtype), "vae_class": type(vae.first_stage_model).__name__,
                "latent_shape": list(latent.shape), "recon_psnr": psnr(ref_dec, image)}
         for label in ("per-channel", "per-tensor"):
-            new, text = apply(ApplyFP8StorageVAE, vae, label)
+            new, text = apply(ApplyFP8StorageVAE, vae, label)  # the node's default: keep_first_last on
             enc, dec = encode(new, image), decode(new, latent)
-            kept, kept_text = apply(ApplyFP8StorageVAE, vae, label, dominant)
+            every, every_text = apply(ApplyFP8StorageVAE, vae, label, "", False)  # every layer in FP8
+            enc_all, dec_all = encode(every, image), decode(every, latent)
+            kept, kept_text = apply(ApplyFP8StorageVAE, vae, label, last_down)
             enc_kept = encode(kept, image)
             out[label] = {
                 "decode_cosine": cos(dec, ref_dec), "decode_psnr": psnr(dec, ref_dec),
@@ -146,19 +190,74 @@ elif case == "vae_real":
                 "encode_cosine": cos(enc, latent),
                 "encode_psnr": psnr(decode(vae, enc), ref_dec),  # the encode error in pixels (plain decoder)
                 "roundtrip_psnr": psnr(decode(new, enc), ref_dec),  # FP8 encode + FP8 decode vs plain
-                "encode_cosine_dominant_kept": cos(enc_kept, latent),
+                "encode_cosine_last_down_kept": cos(enc_kept, latent),
                 "finite": bool(torch.isfinite(dec).all() and torch.isfinite(enc).all()),
-                "fp8_layers": fp8_layers(new.first_stage_model), "text": text, "text_dominant_kept": kept_text,
+                "fp8_layers": fp8_layers(new.first_stage_model), "text": text, "text_last_down_kept": kept_text,
                 "size_before": vae.patcher.model_size(), "size_after": new.patcher.model_size(),
+                "all": {"decode_cosine": cos(dec_all, ref_dec), "decode_psnr": psnr(dec_all, ref_dec),
+                        "decode_cosine_centered": cos(dec_all - 0.5, ref_dec - 0.5),
+                        "encode_cosine": cos(enc_all, latent), "encode_psnr": psnr(decode(vae, enc_all), ref_dec),
+                        "roundtrip_psnr": psnr(decode(every, enc_all), ref_dec),
+                        "finite": bool(torch.isfinite(dec_all).all() and torch.isfinite(enc_all).all()),
+                        "fp8_layers": fp8_layers(every.first_stage_model), "text": every_text,
+                        "size_after": every.patcher.model_size()},
             }
         if dtype == "fp32":  # which encoder layers carry its error: one layer in FP8 at a time, per-channel
             loss = {}
             for name, m in vae.first_stage_model.taesd_encoder.named_modules(prefix="taesd_encoder"):
                 if isinstance(m, torch.nn.Conv2d):
-                    one, _ = apply(ApplyFP8StorageVAE, vae, "per-channel", "re:^(?!" + re.escape(name) + "$)")
+                    one, _ = apply(ApplyFP8StorageVAE, vae, "per-channel", "re:^(?!" + re.escape(name) + "$)",
+                                   False)
                     loss[name] = 1 - cos(encode(one, image), latent)
             out["encoder_single_layer_loss"] = loss
         result[dtype] = out
+elif case == "first_last":
+    # keep_first_last's pick (module-registration order) vs what each VAE runs first / last, per top-level part
+    import os
+
+    import comfy.ldm.models.autoencoder
+    import comfy.ldm.wan.vae2_2
+    import folder_paths
+    import nodes
+
+    folder_paths.folder_names_and_paths["vae_approx"] = ([os.path.join(repo, "tests", "data", "taef2")],
+                                                         folder_paths.supported_pt_extensions)
+    (taef2,) = nodes.VAELoader().load_vae("taef2")
+    pixels = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(0))
+    lat = taef2.encode(pixels)
+    models = {"taef2": (taef2.first_stage_model, lambda: taef2.encode(pixels), lambda: taef2.decode(lat))}
+    wan21 = comfy.sd.VAE(sd=random_state_dict(comfy.ldm.wan.vae.WanVAE(
+        dim=16, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+        temperal_downsample=[False, True, True], image_channels=3, conv_out_channels=3, dropout=0.0), seed=0))
+    video = torch.rand(5, 32, 32, 3, generator=torch.Generator().manual_seed(1))
+    wlat = wan21.encode(video)
+    models["wan21"] = (wan21.first_stage_model, lambda: wan21.encode(video), lambda: wan21.decode(wlat))
+    # Wan 2.2 (ComfyUI builds it at dim 160; the module tree is the same at dim 16) and the KL VAEs: the classes
+    # comfy.sd.VAE instantiates, with small random weights, run directly
+    wan22 = comfy.ldm.wan.vae2_2.WanVAE(dim=16, dec_dim=16, z_dim=8, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+                                        attn_scales=[], temperal_downsample=[False, True, True], dropout=0.0)
+    wan22.load_state_dict(random_state_dict(wan22, seed=2))
+    x22 = torch.rand(1, 3, 5, 32, 32, generator=torch.Generator().manual_seed(3))
+    z22 = torch.randn(1, 8, 2, 2, 2, generator=torch.Generator().manual_seed(4))
+    models["wan22"] = (wan22, lambda: wan22.encode(x22), lambda: wan22.decode(z22))
+    dd = {"double_z": True, "z_channels": 4, "resolution": 32, "in_channels": 3, "out_ch": 3, "ch": 32,
+          "ch_mult": [1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
+    kl = comfy.ldm.models.autoencoder.AutoencoderKL(ddconfig=dd, embed_dim=4)  # SD 1.x / SDXL: quant convs
+    flux_like = comfy.ldm.models.autoencoder.AutoencodingEngine(  # Flux / SD3: no quant convs
+        regularizer_config={"target": "comfy.ldm.models.autoencoder.DiagonalGaussianRegularizer"},
+        encoder_config={"target": "comfy.ldm.modules.diffusionmodules.model.Encoder", "params": dd},
+        decoder_config={"target": "comfy.ldm.modules.diffusionmodules.model.Decoder", "params": dd})
+    x2 = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    z2 = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(6))
+    for key, m in (("kl", kl), ("flux_like", flux_like)):
+        m.load_state_dict(random_state_dict(m, seed=7))
+        models[key] = (m.eval(), lambda m=m: m.encode(x2), lambda m=m: m.decode(z2))
+    for key, (root, enc, dec) in models.items():
+        result[key] = {"rule": rule(root), "called": called_first_last(root, enc, dec),
+                       "layers": sum(1 for m in root.modules()
+                                     if isinstance(m, torch.nn.Linear | torch.nn.modules.conv._ConvNd))}
+    new, text = apply(ApplyFP8StorageVAE, wan21, "per-channel")
+    result["wan21"]["text"] = text
 elif case == "clip":
     te = sd1_clip.SDClipModel(device="cpu", dtype=torch.float32)
     sd = random_state_dict(te.transformer, seed=0)
