@@ -13,8 +13,12 @@
 # --quick: a smoke run (trimmed test matrix, small benchmark shapes). Without CUDA everything runs on the CPU in
 # smoke sizes and tests/gpu skips (the CPU test tests/test_gpu_session.py runs it that way).
 #
-# Results, flat in $OUT (the device machine's return folder; ./bench/out when unset), 6 files:
+# Results, flat in $OUT (the device machine's return folder; ./bench/out when unset), 6 files (7 on CUDA):
 #   session.log  gpu_tests.log  gpu_tests.xml  device-<gpu>.json  linear-<gpu>.json  dit_block-<gpu>.json
+#   tuning-<gpu>.json  the Triton GEMM configs tuned at first use (kernels/triton_tuning.py) by linear and dit_block,
+#                      copied from the session's tuning cache $COMFYUI_DIT_QUANT_CACHE_DIR (default
+#                      $TMPDIR/dit_quant_tuning, kept across commands on a warm machine) and printed in session.log;
+#                      tests/gpu runs with tuning off except its own tuning tests (temporary caches).
 #
 # Imports work offline: the package is put on PYTHONPATH as `comfyui_dit_quant` through a symlink to this
 # checkout (no pip, no build backend needed), and the wheels in .whl/ (git-ignored) are installed with
@@ -27,7 +31,8 @@
 # and pass it along: run tool command `bash bench/gpu_session.sh`, carry [".whl"].
 #
 # Environment: PYTHON (default python3), OUT, SESSION_BUDGET, INFO_S / TESTS_S / LINEAR_S / DIT_S (per-step caps,
-# seconds), GPU_TEST_WORKERS (xdist workers, default 6), PYTEST_EXTRA (more pytest arguments).
+# seconds), GPU_TEST_WORKERS (xdist workers, default 6), PYTEST_EXTRA (more pytest arguments),
+# COMFYUI_DIT_QUANT_CACHE_DIR (the tuning cache), COMFYUI_DIT_QUANT_TUNE=0 (benchmark the heuristic configs only).
 
 set -uo pipefail
 
@@ -57,6 +62,7 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-${TMPDIR:-/tmp}/dit_quant_triton_cache}
+export COMFYUI_DIT_QUANT_CACHE_DIR=${COMFYUI_DIT_QUANT_CACHE_DIR:-${TMPDIR:-/tmp}/dit_quant_tuning}
 START=$SECONDS
 DEADLINE=$((START + BUDGET))
 SUMMARY=()
@@ -152,8 +158,31 @@ print(f"comfyui_dit_quant {comfyui_dit_quant.__version__} ({comfyui_dit_quant.__
 EOF
 }
 
+# The Triton GEMM configs tuned in this session (and earlier ones on this machine): printed, and the newest cache
+# file copied to $OUT/tuning-<gpu>.json (one file: the return folder holds 8 at most).
+collect_tuning() {
+    local device=$1 gpu=$2 files=()
+    echo
+    if [[ $device != cuda ]]; then
+        echo "== tuning: none on the CPU (Triton GEMMs tune on CUDA only)"
+        return 0
+    fi
+    mapfile -t files < <(ls -t "$COMFYUI_DIT_QUANT_CACHE_DIR"/triton_gemm-*.json 2>/dev/null)
+    if ((${#files[@]} == 0)); then
+        echo "== tuning: no tuned configs in $COMFYUI_DIT_QUANT_CACHE_DIR (tuning off, or no Triton GEMM ran)"
+        SUMMARY+=("tuning: no tuned configs")
+        return 0
+    fi
+    echo "== tuning: ${#files[@]} cache file(s) in $COMFYUI_DIT_QUANT_CACHE_DIR"
+    timeout 60 "$PY" -m comfyui_dit_quant.kernels.triton_tuning "${files[@]}"
+    cp "${files[0]}" "$OUT/tuning-$gpu.json"
+    ((${#files[@]} == 1)) || echo "(copied the newest, ${files[0]##*/}; the others are only printed above)"
+    SUMMARY+=("tuning: ${files[0]##*/} -> tuning-$gpu.json")
+}
+
 main() {
     echo "gpu_session.sh: quick=$QUICK only=$ONLY budget=${BUDGET}s out=$OUT"
+    echo "tuning cache: $COMFYUI_DIT_QUANT_CACHE_DIR (COMFYUI_DIT_QUANT_TUNE=${COMFYUI_DIT_QUANT_TUNE:-1})"
     setup_imports
     print_environment
 
@@ -217,6 +246,8 @@ main() {
             SUMMARY+=("dit_block: skipped (no diffusers)")
         fi
     fi
+
+    collect_tuning "$device" "$gpu"
 
     echo
     echo "== summary ($((SECONDS - START))s in all; device $device, gpu $gpu)"

@@ -1,4 +1,12 @@
-"""Tile configurations for the Triton GEMMs by M bucket (shipped heuristics; per-GPU tuning is not done yet)."""
+"""Tile configurations for the Triton GEMMs: the shipped heuristic, by M bucket.
+
+``gemm_config`` is what runs where nothing is tuned: on the CPU under ``TRITON_INTERPRET=1``, with
+``COMFYUI_DIT_QUANT_TUNE=0`` (or during CUDA graph capture) for shapes not tuned yet, and as the first candidate of
+every tuning. On CUDA, ``triton_gemm`` asks ``triton_tuning.select_config``, which times a few alternatives against
+it at the first use of each (GPU, Triton version, kernel mode, M bucket, N, K) and caches the fastest on disk
+(``$COMFYUI_DIT_QUANT_CACHE_DIR``, default ``~/.cache/comfyui-dit-quant``; see ``triton_tuning``). Callers that
+pass a ``GemmConfig`` explicitly get exactly that config.
+"""
 
 from __future__ import annotations
 

@@ -11,6 +11,9 @@ One kernel, three uses (constexpr flags):
   or per block (promoted per group).
 
 Bias and the output dtype are fused in the epilogue; M, N and K tails are masked.
+
+Tile configs: a caller's ``cfg`` wins; otherwise ``triton_tuning.select_config`` (tuned at first use per GPU and
+shape bucket on CUDA, cached on disk; the ``triton_configs`` heuristic elsewhere and under the interpreter).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import triton.language as tl
 
 from .triton_configs import GemmConfig, gemm_config
 from .triton_rounding import round_to_bf16
+from .triton_tuning import select_config
 
 # Decided when the kernels are decorated (as Triton decides interpretation): the interpreter's bf16 dot is wrong.
 _INTERPRETED = bool(triton.knobs.runtime.interpret)
@@ -110,21 +114,28 @@ def _launch(a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor | None, b_sc
     n = b.shape[0]
     if out is None:
         out = torch.empty((m, n), dtype=out_dtype, device=a.device)
-    cfg = cfg or gemm_config(m, n, k, group_k, weight_only)
-    if group_k is not None and group_k % cfg.block_k:
-        raise ValueError(f"BLOCK_K={cfg.block_k} must divide the scale group {group_k}")
     b_scale = b_scale.float()
     a_scale = b_scale if a_scale is None else a_scale.float()
-    grid = (triton.cdiv(m, cfg.block_m) * triton.cdiv(n, cfg.block_n),)
-    _scaled_gemm_kernel[grid](
-        a, b, out, a_scale, b_scale, b_scale if bias is None else bias, m, n, k,
-        a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1),
-        *_strides(a_scale), *_strides(b_scale),
-        GROUP_N=group_n, GROUP_K=group_k or cfg.block_k, PROMOTE=group_k is not None,
-        A_SCALED=not weight_only, B_TO_A=weight_only, INT8=a.dtype == torch.int8, HAS_BIAS=bias is not None,
-        DOT_F32=a.dtype == torch.bfloat16 and _INTERPRETED,
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    int8 = a.dtype == torch.int8
+
+    def launch(c: GemmConfig) -> None:
+        if group_k is not None and group_k % c.block_k:
+            raise ValueError(f"BLOCK_K={c.block_k} must divide the scale group {group_k}")
+        grid = (triton.cdiv(m, c.block_m) * triton.cdiv(n, c.block_n),)
+        _scaled_gemm_kernel[grid](
+            a, b, out, a_scale, b_scale, b_scale if bias is None else bias, m, n, k,
+            a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1),
+            *_strides(a_scale), *_strides(b_scale),
+            GROUP_N=group_n, GROUP_K=group_k or c.block_k, PROMOTE=group_k is not None,
+            A_SCALED=not weight_only, B_TO_A=weight_only, INT8=int8, HAS_BIAS=bias is not None,
+            DOT_F32=a.dtype == torch.bfloat16 and _INTERPRETED,
+            BLOCK_M=c.block_m, BLOCK_N=c.block_n, BLOCK_K=c.block_k, GROUP_M=c.group_m,
+            num_warps=c.num_warps, num_stages=c.num_stages)
+
+    if cfg is None:  # tuned at first use on CUDA (timing writes `out`: the launch below rewrites it), else heuristic
+        cfg = gemm_config(m, n, k, group_k, weight_only) if _INTERPRETED else \
+            select_config(a.device, m, n, k, group_n, group_k, weight_only, int8, launch)
+    launch(cfg)
     return out
 
 

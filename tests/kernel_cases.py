@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import os
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import torch
 
 from comfyui_dit_quant.kernels import reference as ref
+
+if TYPE_CHECKING:
+    from comfyui_dit_quant.kernels.triton_configs import GemmConfig
 
 TOL = 1e-3
 DTYPES = [torch.bfloat16, torch.float16]
@@ -141,13 +145,14 @@ def check_zero_rows(k: int, device: torch.device | str = "cpu") -> None:
 
 
 def check_block_gemm(m: int, n: int, k: int, dtype: torch.dtype, bias: bool, block: tuple[int, int],
-                     device: torch.device | str = "cpu", seed: int | None = None) -> float:
+                     device: torch.device | str = "cpu", seed: int | None = None,
+                     cfg: GemmConfig | None = None) -> float:
     _, tg, _ = _triton()
     x, w, b = inputs(m, n, k, dtype, 10 + m if seed is None else seed, device)
     wq, ws = block_weight(w, block)
     xq, xs = ref.quant_fp8_per_group(x, block[1])
     b = b if bias else None
-    out = tg.block_scaled_mm(xq, wq, xs, ws, *block, b, dtype, out=poisoned(m, n, dtype, device))
+    out = tg.block_scaled_mm(xq, wq, xs, ws, *block, b, dtype, out=poisoned(m, n, dtype, device), cfg=cfg)
     err = rel_err(out, ref.block_scaled_mm(xq, wq, xs, ws, *block, b, dtype))
     assert err < TOL, f"relative error {err:.3g}"
     return err
@@ -172,19 +177,21 @@ def scaled_operands(kind: str, x: torch.Tensor, w: torch.Tensor
 
 
 def check_scaled_gemm(m: int, n: int, k: int, dtype: torch.dtype, bias: bool, kind: str,
-                      device: torch.device | str = "cpu", seed: int | None = None, tol: float = TOL) -> float:
+                      device: torch.device | str = "cpu", seed: int | None = None, tol: float = TOL,
+                      cfg: GemmConfig | None = None) -> float:
     _, tg, _ = _triton()
     x, w, b = inputs(m, n, k, dtype, 20 + m if seed is None else seed, device)
     xq, xs, wq, ws = scaled_operands(kind, x, w)
     b = b if bias else None
-    out = tg.scaled_mm(xq, wq, xs, ws, b, dtype, out=poisoned(m, n, dtype, device))
+    out = tg.scaled_mm(xq, wq, xs, ws, b, dtype, out=poisoned(m, n, dtype, device), cfg=cfg)
     err = rel_err(out, ref.scaled_mm(xq, wq, xs, ws, b, dtype))
     assert err < tol, f"relative error {err:.3g}"
     return err
 
 
 def check_weight_only_gemm(m: int, n: int, k: int, dtype: torch.dtype, bias: bool, granularity: str,
-                           device: torch.device | str = "cpu", seed: int | None = None) -> float:
+                           device: torch.device | str = "cpu", seed: int | None = None,
+                           cfg: GemmConfig | None = None) -> float:
     _, tg, _ = _triton()
     x, w, b = inputs(m, n, k, dtype, 30 + m if seed is None else seed, device)
     block = WEIGHT_ONLY_BLOCK if granularity == "block" else None
@@ -196,7 +203,7 @@ def check_weight_only_gemm(m: int, n: int, k: int, dtype: torch.dtype, bias: boo
     else:
         wq, ws = ref.quant_fp8_per_tensor(w)
     b = b if bias else None
-    out = tg.weight_only_mm(x, wq, ws, block, b, dtype, out=poisoned(m, n, dtype, device))
+    out = tg.weight_only_mm(x, wq, ws, block, b, dtype, out=poisoned(m, n, dtype, device), cfg=cfg)
     err = rel_err(out, ref.weight_only_mm(x, wq, ws, block, b, dtype))
     assert err < TOL, f"relative error {err:.3g}"
     return err
