@@ -8,7 +8,8 @@ One kernel, three uses (constexpr flags):
   epilogue; FP8 dots promote to fp32 every BLOCK_K (``max_num_imprecise_acc``: sm_90 otherwise keeps Triton's
   default of reduced-precision tensor-core accumulation over all of K);
 - weight-only FP8: bf16/fp16 A, B codes converted exactly to A's dtype in registers, B scales per channel (epilogue)
-  or per block (promoted per group).
+  or per block (promoted per group). Triton has an e4m3 type only on sm_89+; below that (A100, RTX 30xx) the codes
+  are read as uint8 and decoded from their bits (``B_BITS``), so the path never needs FP8 hardware.
 
 Bias and the output dtype are fused in the epilogue; M, N and K tails are masked.
 
@@ -23,7 +24,7 @@ import triton
 import triton.language as tl
 
 from .triton_configs import GemmConfig, gemm_config
-from .triton_rounding import round_to_bf16
+from .triton_rounding import e4m3_bits_to_float, round_to_bf16
 from .triton_tuning import select_config
 
 # Decided when the kernels are decorated (as Triton decides interpretation): the interpreter's bf16 dot is wrong.
@@ -36,7 +37,7 @@ def _scaled_gemm_kernel(a_ptr, b_ptr, c_ptr, as_ptr, bs_ptr, bias_ptr, M, N, K,
                         stride_asm, stride_ask, stride_bsn, stride_bsk,
                         GROUP_N: tl.constexpr, GROUP_K: tl.constexpr, PROMOTE: tl.constexpr,
                         A_SCALED: tl.constexpr, B_TO_A: tl.constexpr, INT8: tl.constexpr, HAS_BIAS: tl.constexpr,
-                        DOT_F32: tl.constexpr,
+                        DOT_F32: tl.constexpr, B_BITS: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
     pid = tl.program_id(0)
     num_m = tl.cdiv(M, BLOCK_M)
@@ -64,8 +65,11 @@ def _scaled_gemm_kernel(a_ptr, b_ptr, c_ptr, as_ptr, bs_ptr, bias_ptr, M, N, K,
     for k0 in range(0, K, BLOCK_K):
         mask_k = k0 + offs_k < K
         a = tl.load(a_ptrs, mask=mask_m[:, None] & mask_k[None, :], other=0.0)
-        b = tl.load(b_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-        if B_TO_A:
+        if B_BITS:  # e4m3 codes as uint8 (no e4m3 type on this GPU): decode the bits
+            b = e4m3_bits_to_float(tl.load(b_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0)).to(a.dtype)
+        else:
+            b = tl.load(b_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+        if B_TO_A and not B_BITS:
             b = b.to(a.dtype)
         if DOT_F32:  # interpreter only: its bf16 dot multiplies raw bits
             a = a.to(tl.float32)
@@ -109,7 +113,8 @@ def _strides(scale: torch.Tensor) -> tuple[int, int]:
 
 def _launch(a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor | None, b_scale: torch.Tensor,
             bias: torch.Tensor | None, out_dtype: torch.dtype, out: torch.Tensor | None,
-            group_n: int, group_k: int | None, weight_only: bool, cfg: GemmConfig | None) -> torch.Tensor:
+            group_n: int, group_k: int | None, weight_only: bool, cfg: GemmConfig | None,
+            b_bits: bool = False) -> torch.Tensor:
     m, k = a.shape
     n = b.shape[0]
     if out is None:
@@ -128,7 +133,7 @@ def _launch(a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor | None, b_sc
             *_strides(a_scale), *_strides(b_scale),
             GROUP_N=group_n, GROUP_K=group_k or c.block_k, PROMOTE=group_k is not None,
             A_SCALED=not weight_only, B_TO_A=weight_only, INT8=int8, HAS_BIAS=bias is not None,
-            DOT_F32=a.dtype == torch.bfloat16 and _INTERPRETED,
+            DOT_F32=a.dtype == torch.bfloat16 and _INTERPRETED, B_BITS=b_bits,
             BLOCK_M=c.block_m, BLOCK_N=c.block_n, BLOCK_K=c.block_k, GROUP_M=c.group_m,
             num_warps=c.num_warps, num_stages=c.num_stages)
 
@@ -155,8 +160,14 @@ def scaled_mm(a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor, b_scale: 
 
 def weight_only_mm(x: torch.Tensor, b: torch.Tensor, b_scale: torch.Tensor, block: tuple[int, int] | None,
                    bias: torch.Tensor | None, out_dtype: torch.dtype, out: torch.Tensor | None = None,
-                   cfg: GemmConfig | None = None) -> torch.Tensor:
-    """bf16/fp16 [M, K] x FP8 [N, K] with [] / [N] scales (epilogue) or a block grid (promoted per bk)."""
-    if block is None:
-        return _launch(x, b, None, b_scale, bias, out_dtype, out, 1, None, True, cfg)
-    return _launch(x, b, None, b_scale, bias, out_dtype, out, block[0], block[1], True, cfg)
+                   cfg: GemmConfig | None = None, decode_bits: bool | None = None) -> torch.Tensor:
+    """bf16/fp16 [M, K] x FP8 [N, K] with [] / [N] scales (epilogue) or a block grid (promoted per bk).
+
+    ``decode_bits``: read the codes as uint8 and decode them in registers; None = where Triton lacks e4m3 (CUDA
+    below sm_89)."""
+    if decode_bits is None:
+        decode_bits = b.is_cuda and torch.cuda.get_device_capability(b.device) < (8, 9)
+    if decode_bits:
+        b = b.view(torch.uint8)
+    group_n, group_k = block if block is not None else (1, None)
+    return _launch(x, b, None, b_scale, bias, out_dtype, out, group_n, group_k, True, cfg, decode_bits)

@@ -1,4 +1,4 @@
-"""Explicit round-to-nearest-even helpers for the Triton kernels.
+"""Explicit round-to-nearest-even helpers for the Triton kernels, and e4m3 decoding from raw bits.
 
 The kernels round in float32 *before* the final cast, so the cast itself is exact: the GPU gets the same result as
 its native RTNE conversion, and the Triton interpreter (whose float casts truncate) computes the same numbers —
@@ -40,3 +40,16 @@ def round_to_e4m3(y):
 def round_to_bf16(y):
     """RTNE onto the bfloat16 grid (8 mantissa bits)."""
     return _round_mantissa(y, 16)
+
+
+@triton.jit
+def e4m3_bits_to_float(bits):
+    """float32 values of e4m3fn codes given as uint8 bits (exact), for GPUs whose Triton has no e4m3 type
+    (``fp8e4nv`` needs sm_89+). Normals: sign | (exp + 120) << 23 | mantissa << 20; subnormals: mantissa * 2^-9.
+    The NaN code (0x7F / 0xFF) never occurs in this pack's weights (they saturate at ±448)."""
+    u = bits.to(tl.uint32)
+    exp = (u >> 3) & 0xF
+    man = u & 0x7
+    normal = (((exp + 120) << 23) | (man << 20)).to(tl.float32, bitcast=True)
+    mag = tl.where(exp == 0, man.to(tl.float32) * 0.001953125, normal)
+    return tl.where((u & 0x80) != 0, -mag, mag)

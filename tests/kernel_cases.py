@@ -191,7 +191,7 @@ def check_scaled_gemm(m: int, n: int, k: int, dtype: torch.dtype, bias: bool, ki
 
 def check_weight_only_gemm(m: int, n: int, k: int, dtype: torch.dtype, bias: bool, granularity: str,
                            device: torch.device | str = "cpu", seed: int | None = None,
-                           cfg: GemmConfig | None = None) -> float:
+                           cfg: GemmConfig | None = None, decode_bits: bool | None = None) -> float:
     _, tg, _ = _triton()
     x, w, b = inputs(m, n, k, dtype, 30 + m if seed is None else seed, device)
     block = WEIGHT_ONLY_BLOCK if granularity == "block" else None
@@ -203,7 +203,8 @@ def check_weight_only_gemm(m: int, n: int, k: int, dtype: torch.dtype, bias: boo
     else:
         wq, ws = ref.quant_fp8_per_tensor(w)
     b = b if bias else None
-    out = tg.weight_only_mm(x, wq, ws, block, b, dtype, out=poisoned(m, n, dtype, device), cfg=cfg)
+    out = tg.weight_only_mm(x, wq, ws, block, b, dtype, out=poisoned(m, n, dtype, device), cfg=cfg,
+                            decode_bits=decode_bits)
     err = rel_err(out, ref.weight_only_mm(x, wq, ws, block, b, dtype))
     assert err < TOL, f"relative error {err:.3g}"
     return err

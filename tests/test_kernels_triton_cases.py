@@ -72,6 +72,14 @@ def test_weight_only_gemm(m: int, dtype: torch.dtype, bias: bool, granularity: s
     check_weight_only_gemm(m, N, K, dtype, bias, granularity)
 
 
+@pytest.mark.parametrize("m", [1, 17, 130])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("granularity", WEIGHT_ONLY_GRANULARITIES)
+def test_weight_only_gemm_decoding_e4m3_bits(m: int, dtype: torch.dtype, granularity: str) -> None:
+    """The A100 / RTX 30xx path (Triton has no e4m3 type below sm_89): codes read as uint8, decoded in registers."""
+    check_weight_only_gemm(m, N, K, dtype, True, granularity, decode_bits=True)
+
+
 @pytest.mark.parametrize(("backend", "scheme", "block"), END_TO_END)
 def test_triton_backend_end_to_end(backend: str, scheme: str, block: tuple[int, int] | None) -> None:
     check_backend_end_to_end(backend, scheme, block, m=17, n=N, k=K)

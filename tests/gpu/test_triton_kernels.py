@@ -82,6 +82,14 @@ def test_weight_only_gemm(m: int, dtype: torch.dtype, bias: bool, granularity: s
     check_weight_only_gemm(m, N, K, dtype, bias, granularity, cuda)
 
 
+@pytest.mark.parametrize("granularity", WEIGHT_ONLY_GRANULARITIES)
+@pytest.mark.parametrize(("m", "dtype", "bias"), MATRIX, ids=IDS)
+def test_weight_only_gemm_decoding_e4m3_bits(m: int, dtype: torch.dtype, bias: bool, granularity: str,
+                                             cuda: torch.device) -> None:
+    """The path A100 / RTX 30xx take automatically (no e4m3 type in Triton below sm_89), forced here."""
+    check_weight_only_gemm(m, N, K, dtype, bias, granularity, cuda, decode_bits=True)
+
+
 @pytest.mark.parametrize("m", GPU_MS)
 @pytest.mark.parametrize(("backend", "scheme", "block"), END_TO_END)
 def test_triton_backend_end_to_end(backend: str, scheme: str, block: tuple[int, int] | None, m: int,
