@@ -97,6 +97,7 @@ def detect_caps(device_type: str, index: int = 0) -> DeviceCaps:
     confirmed = replace(caps, **probe_caps(caps, torch.device("cuda", index)))
     if confirmed != caps:
         log.warning("%s: probes disabled %s", caps.describe(),
-                    [f for f in ("scaled_mm", "scaled_mm_rowwise", "cublas_blockwise", "int_mm", "fp16_rowwise")
+                    [f for f in ("scaled_mm", "scaled_mm_rowwise", "cublas_blockwise", "int_mm", "fp16_rowwise",
+                                 "triton")
                      if getattr(caps, f) != getattr(confirmed, f)])
     return confirmed

@@ -1,7 +1,9 @@
 """One-time numeric probes of the torch GEMM recipes on a real device (run once per device by ``detect_caps``).
 
 Each probe runs a tiny GEMM on reference-quantized inputs and compares it with the eager reference: a recipe that
-raises *or* returns wrong numbers (rowwise on some sm_120 / Windows builds) is switched off for the process.
+raises *or* returns wrong numbers (rowwise on some sm_120 / Windows builds) is switched off for the process. The
+Triton kernels are probed the same way (an importable Triton can still fail to compile: no C compiler, a broken
+triton-windows install, a GPU its version does not know), so a failure there means the torch paths, not a crash.
 """
 
 from __future__ import annotations
@@ -73,4 +75,38 @@ def probe_caps(caps: DeviceCaps, device: torch.device) -> dict[str, bool]:
         exp_i = ref.scaled_mm(xi, wi, xis, iscale.reshape(-1), bias, BF16)
         result["int_mm"] = _agrees(lambda: tb.int_gemm(xi[:5], wi, xis[:5], iscale, bias, BF16), exp_i[:5],
                                    "int_mm")
+    if caps.triton:
+        result["triton"] = _triton_works(caps, x, w, bias)
     return result
+
+
+def _triton_works(caps: DeviceCaps, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor) -> bool:
+    """The weight-only kernel (every Triton-capable GPU's FP8 path) and, with FP8 tensor cores, the block-scaled
+    one compile and agree with the reference. Heuristic tile configs: a probe never starts a tuning run."""
+    try:
+        from . import triton_gemm as tg
+        from . import triton_quant as tq
+        from .triton_configs import gemm_config
+    except Exception as e:  # noqa: BLE001 - an import that fails is the probe's answer
+        log.info("probe triton: unavailable (%s)", (str(e).splitlines() or [type(e).__name__])[0])
+        return False
+    m, k = x.shape
+    n = w.shape[0]
+    wq, ws = ref.quant_fp8_per_token(w)
+    ws = ws.reshape(-1)
+    expected = ref.weight_only_mm(x, wq, ws, None, bias, BF16)
+    cfg = gemm_config(m, n, k, None, True)
+    if not _agrees(lambda: tg.weight_only_mm(x, wq, ws, None, bias, BF16, cfg=cfg), expected, "triton weight-only"):
+        return False
+    if not caps.fp8_tensor_cores:
+        return True
+    wb = ref.amax_to_scale(ref.block_amax(w, 128, 128), ref.FP8_MAX)
+    wbq = ref.cast_fp8(w, ref.expand_blocks(wb, n, k, 128, 128))
+    xg, xgs = ref.quant_fp8_per_group(x, 128)
+    exp_b = ref.block_scaled_mm(xg, wbq, xgs, wb, 128, 128, bias, BF16)
+
+    def block() -> torch.Tensor:
+        xq, xs = tq.quant_fp8_per_group(x, 128)
+        return tg.block_scaled_mm(xq, wbq, xs, wb, 128, 128, bias, BF16, cfg=gemm_config(m, n, k, 128))
+
+    return _agrees(block, exp_b, "triton block")
