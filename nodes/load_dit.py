@@ -115,7 +115,7 @@ class LoadFP8DiT(io.ComfyNode):
                 io.Combo.Input("preset", options=list(PRESET_CHOICES), default="family default",
                                tooltip="Layers kept in high precision: the family's defaults (embedders, "
                                        "head; the Qwen-Image / HunyuanVideo 1.5 per-block modulation layers "
-                                       "are stored FP8 weight-only), none, or quality (modulation in high "
+                                       "are stored FP8 weight-only, or INT8), none, or quality (modulation in high "
                                        "precision too, plus first/last blocks, Qwen-Image img_mlp)."),
                 io.String.Input("ignored_layers", default="", multiline=True,
                                 tooltip="More layers to keep in high precision, comma or newline separated: "

@@ -4,9 +4,10 @@ converted (ComfyUI-free; the "INT8 NPU Quantize" node supplies ComfyUI's layer c
 Layer kinds: ``convert`` (a float weight: bf16/fp16/fp32, or ComfyUI's unscaled fp8 storage), ``requantize``
 (this pack's FP8 layers: dequantized with the scale they were loaded with, then INT8), ``int8`` (already this
 pack's INT8: kept as is) and kept layers (ignore list / preset, size, shape, NPU operator limits, ComfyUI's own
-quantized tensors, custom layer classes), each with its reason. An FP8 layer the preset would keep only because
-it is a modulation layer (``preset_weight_only``: Load FP8 DiT stored it FP8 weight-only) is requantized too, so
-no FP8 tensor is left for a device without FP8 support (an NPU) and the model stays at about half of bf16.
+quantized tensors, custom layer classes), each with its reason. The preset's modulation layers
+(``preset_weight_only``: M = batch size) are converted too, as ``plan.small_m_scheme`` does for INT8 files: the
+model stays at about half of bf16 and no FP8 tensor (Load FP8 DiT stores them FP8 weight-only) is left for a
+device without FP8 support (an NPU).
 The input tree is never modified (``quant.storage.rebuild_tree``).
 """
 
@@ -88,7 +89,7 @@ def plan_int8(root: nn.Module, prefix: str = "", detected: DetectedModel | None 
             plan.report.skipped.append(LayerRecord(short, shape, reason=why))
             continue
         if kind != ALREADY:
-            used = matcher if kind != REQUANTIZE or user.match(short) or not weight_only.match(short) else user
+            used = user if weight_only.match(short) and not user.match(short) else matcher
             why = skip_reason(short, shape, used, INT8, min_features) or (
                 npu_backend.unsupported_reason(*shape) if npu else None) or ""
             if why:

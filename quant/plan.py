@@ -3,8 +3,8 @@
 One set of rules for every path: ``quantize_model`` (modules), the streaming file converter and the ComfyUI
 loaders (state-dict shapes). A layer is kept when it matches the ignore list (the family preset plus the user's
 patterns), is an embedding table, has a dimension below ``min_features`` or has a shape the scheme cannot take.
-A layer kept only by the preset's weight-only patterns (modulation: M = batch size) is stored with
-``small_m_scheme`` instead when there is one: FP8 codes, high-precision matmul.
+A layer kept only by the preset's weight-only patterns (modulation: M = batch size) is quantized with
+``small_m_scheme`` instead: FP8 weight-only for the FP8 activation schemes, the scheme itself otherwise.
 """
 
 from __future__ import annotations
@@ -30,13 +30,12 @@ def build_matcher(detected: DetectedModel | None, preset: str = "default",
     return IgnoreMatcher(patterns)
 
 
-def small_m_scheme(scheme: Scheme) -> Scheme | None:
-    """How FP8 ``scheme`` stores the preset's weight-only layers: FP8 weight-only per tensor (ComfyUI's native
-    ``float8_e4m3fn`` + ``full_precision_matrix_mult``, so native files stay native), or ``scheme`` itself when it
-    is weight-only already. None (keep high precision) for INT8, which has no weight-only form."""
-    if not scheme.name.startswith("fp8"):
-        return None
-    return scheme if not scheme.quantizes_activations else FP8WeightOnly("tensor")
+def small_m_scheme(scheme: Scheme) -> Scheme:
+    """How ``scheme`` stores the preset's modulation layers (their matmul's M is the batch size): the FP8
+    activation schemes store them FP8 weight-only per tensor (ComfyUI's native ``float8_e4m3fn`` +
+    ``full_precision_matrix_mult``, so native files stay native); weight-only FP8 and INT8 W8A8 use themselves
+    (INT8's per-token activation scale gives each of those few rows its own scale: cheap and precise)."""
+    return FP8WeightOnly("tensor") if scheme.name.startswith("fp8") and scheme.quantizes_activations else scheme
 
 
 def is_embedding_table(layer: str) -> bool:
@@ -74,7 +73,7 @@ def plan_state_dict(
     user = IgnoreMatcher(parse_ignore(ignore))
     small_m = small_m_scheme(scheme)
     weight_only = IgnoreMatcher(preset_weight_only(detected.family, preset, detected.naming)
-                                if detected is not None and small_m is not None else [])
+                                if detected is not None else [])
     report = QuantReport(scheme=scheme.describe())
     layers: dict[str, Scheme] = {}
     for key, (shape, dtype) in shapes.items():
@@ -86,14 +85,13 @@ def plan_state_dict(
         reason = "embedding table" if is_embedding_table(short) and not matcher.match(short) else ""
         reason = reason or skip_reason(short, nk, matcher, scheme, min_features)
         chosen = scheme
-        if reason.startswith("ignored by pattern") and small_m is not None and weight_only.match(short) \
-                and user.match(short) is None:
+        if reason.startswith("ignored by pattern") and weight_only.match(short) and user.match(short) is None:
             chosen, reason = small_m, skip_reason(short, nk, IgnoreMatcher([]), small_m, min_features)
         if reason:
             report.skipped.append(LayerRecord(layer, nk, reason=reason))
         else:
             layers[layer] = chosen
             report.quantized.append(LayerRecord(layer, nk, chosen.name))
-    if small_m is not None and small_m is not scheme and small_m in layers.values():
+    if small_m is not scheme and small_m in layers.values():
         report.scheme += f" ({small_m.describe()} for the preset's modulation layers)"
     return layers, report

@@ -67,10 +67,9 @@ def test_cosine_vs_bf16(tiny: tuple[str, nn.Module, dict, torch.Tensor], case: t
     assert any("ignored by pattern" in r.reason for r in report.skipped)
     assert len(report.quantized) >= 20
     assert sum(isinstance(m, QuantLinear) for m in qmodel.modules()) == len(report.quantized)
-    # Qwen-Image / HunyuanVideo 1.5 modulation layers: FP8 weight-only per tensor under the FP8 schemes
+    # Qwen-Image / HunyuanVideo 1.5 modulation layers: FP8 weight-only under the FP8 schemes, INT8 under INT8
     modulation = {r.scheme for r in report.quantized if "mod" in r.name or "norm1" in r.name}
-    expected = set() if family == "wan" or name == "int8" else {name if name == "fp8_weight_only" else
-                                                                 "fp8_weight_only"}
+    expected = set() if family == "wan" else {"fp8_weight_only" if name.startswith("fp8") else name}
     assert modulation == expected, modulation
     out = run_model(qmodel, kwargs)
     assert out.shape == ref.shape and out.dtype == ref.dtype and torch.isfinite(out).all()

@@ -114,21 +114,22 @@ def test_source_gives_the_unpatched_weight_and_nan_is_refused() -> None:
         convert_int8(root, plan_int8(root), make_layer())
 
 
-def test_fp8_modulation_layers_from_load_fp8_dit_are_requantized_not_kept_as_fp8() -> None:
-    """Load FP8 DiT stores Qwen-Image modulation layers FP8 weight-only; the INT8 node's preset would keep them,
-    but an FP8 layer left behind is an FP8 tensor on a device that may have no FP8 (an NPU): requantized instead.
-    bf16 modulation layers stay bf16 (the preset), and the user's ignore list still keeps FP8 ones."""
+def test_modulation_layers_are_converted_fp8_or_bf16_unless_the_user_keeps_them() -> None:
+    """The preset's modulation layers (M = batch size) become INT8 like the rest, so the model halves: a bf16 one
+    is converted, and an FP8 weight-only one (as Load FP8 DiT stores them) is requantized, which also leaves no FP8
+    tensor for a device without FP8 (an NPU). The user's ignore list still keeps them; embedders stay kept."""
     model, _ = TINY_MODELS["qwen_image"]()
     detected = detect_family({k: tuple(v.shape) for k, v in model.state_dict().items()})
     wo = get_scheme("fp8_weight_only", granularity="tensor")
     mod = "transformer_blocks.0.img_mod.1"
     model.get_submodule("transformer_blocks.0").img_mod[1] = QuantLinear.from_linear(model.get_submodule(mod), wo)
     plan = plan_int8(model, "", detected)
-    assert plan.layers[mod] == "requantize"
+    assert plan.layers[mod] == "requantize" and plan.layers["transformer_blocks.0.txt_mod.1"] == "convert"
     kept = {r.name: r.reason for r in plan.report.skipped}
-    assert kept["transformer_blocks.0.txt_mod.1"] == "ignored by pattern 'txt_mod'"  # bf16: the preset keeps it
-    assert kept["img_in"] == "ignored by pattern 'img_in'"
+    assert kept["img_in"] == "ignored by pattern 'img_in'" and "transformer_blocks.0.txt_mod.1" not in kept
     user = plan_int8(model, "", detected, ignore="transformer_blocks.0.img_mod")
     assert mod not in user.layers and "transformer_blocks.0.img_mod" in {r.reason.split("'")[1]
                                                                           for r in user.report.skipped
                                                                           if r.name == mod}
+    quality = plan_int8(model, "", detected, preset="quality")
+    assert "transformer_blocks.0.txt_mod.1" not in quality.layers

@@ -1,7 +1,7 @@
 """The default preset stores Qwen-Image / HunyuanVideo 1.5 modulation layers FP8 weight-only (M = batch size, so
-activation quantization buys nothing there), which brings those models to about half of bf16; other presets,
-INT8 and the user's ignore list keep them in high precision. Real-size shapes come from diffusers models built on
-the meta device, mapped to ComfyUI names where the test says so.
+activation quantization buys nothing there), which brings those models to about half of bf16; INT8 quantizes them
+W8A8 like the rest; the other presets and the user's ignore list keep them in high precision. Real-size shapes come
+from diffusers models built on the meta device, mapped to ComfyUI names where the test says so.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def test_default_preset_stores_block_modulation_weight_only(family: str, naming:
 
 
 @pytest.mark.parametrize("family", ["qwen_image", "hunyuan_video15"])
-def test_modulation_kept_in_high_precision_by_quality_none_int8_and_the_user(family: str) -> None:
+def test_modulation_under_quality_none_int8_weight_only_and_the_user(family: str) -> None:
     fp8 = get_scheme("fp8_channel")
     default, _ = _plan(family, "comfyui", fp8)
     mods = {n for n, s in default.items() if s == WO_TENSOR}
@@ -93,7 +93,7 @@ def test_modulation_kept_in_high_precision_by_quality_none_int8_and_the_user(fam
     none, _ = _plan(family, "comfyui", fp8, "none")
     assert mods <= set(none) and all(none[n] == fp8 for n in mods)  # the main scheme, activations quantized
     int8, _ = _plan(family, "comfyui", get_scheme("int8"))
-    assert not mods & set(int8)  # INT8 has no weight-only form: high precision, as before
+    assert mods <= set(int8) and set(int8.values()) == {get_scheme("int8")}  # W8A8, per-token scale per row
     user, report = _plan(family, "comfyui", fp8, ignore=next(iter(sorted(mods))))
     assert next(iter(sorted(mods))) not in user and len(mods & set(user)) == len(mods) - 1
     wo = get_scheme("fp8_weight_only")  # already weight-only: the modulation layers take the main scheme
@@ -106,17 +106,18 @@ def test_small_m_scheme() -> None:
     assert small_m_scheme(get_scheme("fp8_block")) == WO_TENSOR
     block_wo = get_scheme("fp8_weight_only", granularity="block", block_size="128x128")
     assert small_m_scheme(block_wo) is block_wo
-    assert small_m_scheme(get_scheme("int8")) is None
+    int8 = get_scheme("int8")
+    assert small_m_scheme(int8) is int8
     assert preset_weight_only("wan", "default") == []  # Wan's modulation is a parameter table, not a Linear
 
 
 @pytest.mark.parametrize(("family", "low", "high"), [("qwen_image", 0.50, 0.53), ("hunyuan_video15", 0.50, 0.54)])
 def test_real_size_default_preset_about_halves_the_model(family: str, low: float, high: float) -> None:
-    """All blocks of the real models: weights after / before for the default preset (was ~0.67 with the
-    modulation layers in bf16)."""
+    """All blocks of the real models: weights after / before for the default preset, FP8 and INT8 (was ~0.67 with
+    the modulation layers in bf16)."""
     shapes = real_shapes(family, "comfyui")
     before = planned_bytes(shapes, {})
-    for name, opts in (("fp8_tensor", {}), ("fp8_channel", {}), ("fp8_block", {})):
+    for name, opts in (("fp8_tensor", {}), ("fp8_channel", {}), ("fp8_block", {}), ("int8", {})):
         layers, _ = _plan(family, "comfyui", get_scheme(name, **opts), num_layers=None)
         assert low <= planned_bytes(shapes, layers) / before <= high, name
     quality, _ = _plan(family, "comfyui", get_scheme("fp8_channel"), "quality", num_layers=None)

@@ -48,7 +48,7 @@ export function initialSelection(layers) {
   return new Set(layers.filter((l) => l.ignored_by).map((l) => l.name));
 }
 
-/** Whether the preset stores the layer FP8 weight-only (modulation layers under "default") rather than keeping it. */
+/** Whether the preset quantizes the layer after all (modulation layers under "default") rather than keeping it. */
 function weightOnly(l, preset) {
   return Boolean(l.weight_only && l.weight_only[preset]);
 }
@@ -58,14 +58,14 @@ export function presetSelection(layers, preset) {
   return new Set(layers.filter((l) => l.presets && l.presets[preset] && !weightOnly(l, preset)).map((l) => l.name));
 }
 
-/** Hover text of a layer row: which presets keep it, and under which FP8 schemes store it weight-only. */
+/** Hover text of a layer row: which presets keep it, and under which it is quantized after all. */
 export function presetNote(l) {
   const presets = Object.entries(l.presets || {}).filter(([, p]) => p).map(([k]) => k);
   const kept = presets.filter((p) => !weightOnly(l, p));
   const wo = presets.filter((p) => weightOnly(l, p));
   const parts = [];
   if (kept.length) parts.push(`kept by preset: ${kept.join(", ")}`);
-  if (wo.length) parts.push(`FP8 weight-only under preset: ${wo.join(", ")}`);
+  if (wo.length) parts.push(`quantized (FP8 weight-only / INT8) under preset: ${wo.join(", ")}`);
   return parts.join("; ");
 }
 

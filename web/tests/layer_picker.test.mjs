@@ -72,7 +72,7 @@ test("modulation layers stored weight-only by the default preset are not selecte
   const head = layer("proj_out", "proj_out", { presets: { default: "proj_out", quality: "proj_out" }, weight_only: {} });
   assert.deepEqual([...presetSelection([mod, head], "default")], ["proj_out"]);
   assert.deepEqual([...presetSelection([mod, head], "quality")], ["transformer_blocks.0.img_mod.1", "proj_out"]);
-  assert.equal(presetNote(mod), "kept by preset: quality; FP8 weight-only under preset: default");
+  assert.equal(presetNote(mod), "kept by preset: quality; quantized (FP8 weight-only / INT8) under preset: default");
   assert.equal(presetNote(head), "kept by preset: default, quality");
   assert.equal(presetNote(layer("blocks.1.ffn.0", "blocks.1")), "");
 });
