@@ -12,8 +12,8 @@ from comfy_server import REPO
 FAMILIES = {"wan22_5b": ("WAN22_T2V", "Wan 2.2 TI2V-5B layout", 40),
             "qwen_image": ("QwenImage", "Qwen-Image", 12),
             "hunyuan_video15": ("HunyuanVideo15", "HunyuanVideo 1.5", 16)}
-# per-block modulation Linears (img/txt x 1 Qwen-Image / 2 HunyuanVideo 1.5 blocks) that the default preset stores
-# FP8 weight-only (INT8: kept)
+# per-block modulation Linears (img/txt x 1 Qwen-Image / 2 HunyuanVideo 1.5 blocks) that the default preset
+# quantizes after all (FP8 weight-only under the FP8 schemes, W8A8 under INT8)
 MODULATION = {"wan22_5b": 0, "qwen_image": 2, "hunyuan_video15": 4}
 CASES = ["build", *(f"schemes:{f}" for f in FAMILIES), "hv_renames", "qwen_native", "widgets"]
 
@@ -46,7 +46,7 @@ def test_each_scheme_through_ksampler_matches_stock_bf16(res: dict, family: str)
     print(family, stock, {k: round(v["cosine"], 5) for k, v in runs.items()})
     assert len(runs) == (6 if family == "qwen_image" else 7)
     for scheme, r in runs.items():
-        n = n_quantized + (0 if scheme == "int8 W8A8" else MODULATION[family])
+        n = n_quantized + MODULATION[family]
         assert r["class"] == r["ours_class"] == cls, (scheme, r)
         assert r["finite"] and r["quantized"] == n, (scheme, r)
         assert r["cosine"] >= 0.99, (scheme, r["cosine"])
