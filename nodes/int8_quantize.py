@@ -139,8 +139,10 @@ class Int8NPUQuantize(io.ComfyNode):
                                                 "pack's loaders (FP8 layers are requantized, INT8 ones kept)."),
                 io.Combo.Input("preset", options=list(PRESET_CHOICES), default="family default",
                                tooltip="Layers kept in high precision: the family's defaults (embedders, "
-                                       "modulation, head), none, or quality (also first/last blocks, "
-                                       "Qwen-Image img_mlp). The family is detected from the model's layers."),
+                                       "head; the Qwen-Image / HunyuanVideo 1.5 per-block modulation layers are "
+                                       "converted too), none, or quality (modulation kept as well, plus "
+                                       "first/last blocks, Qwen-Image img_mlp). The family is detected from the "
+                                       "model's layers."),
                 io.String.Input("ignored_layers", default="", multiline=True,
                                 tooltip="More layers to keep in high precision, comma or newline separated: "
                                         "names, globs (blocks.*.ffn.*) or re:<regex>; # starts a comment."),
