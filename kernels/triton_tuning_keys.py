@@ -1,0 +1,130 @@
+"""Keys and candidate tile configs of the Triton GEMM tuning (``triton_tuning``): what a tuned config is specific
+to (device, Triton version, kernel mode, M bucket, N, K) and which configs are worth timing for a shape."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+import torch
+
+from .triton_configs import GemmConfig, gemm_config
+
+MAX_CANDIDATES = 5
+SMEM_LIMIT = 200 * 1024  # bytes of shared memory a candidate's pipeline may need (H100/H200 have 227 KB per block)
+LARGE_M = 8192  # M buckets are powers of two up to this; every larger M shares one bucket
+LARGE_M_BUCKET = 2 * LARGE_M
+
+
+# --- keys ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What a cache file and its keys are specific to. ``smem``: shared memory a block may use (bytes)."""
+
+    name: str  # slug of the device name, e.g. "NVIDIA_H200"
+    capability: tuple[int, int]
+    triton: str
+    smem: int = SMEM_LIMIT
+
+
+def slug(text: str) -> str:
+    """``"NVIDIA H200"`` → ``"NVIDIA_H200"``: letters, digits, ``.`` and ``-`` kept, other runs → ``_``."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", text).strip("_") or "unknown"
+
+
+def _triton_version() -> str:
+    try:
+        import triton
+    except ImportError:
+        return "none"
+    return slug(triton.__version__)
+
+
+@functools.cache
+def device_info(index: int) -> DeviceInfo:
+    """``DeviceInfo`` of CUDA device ``index`` (cached per process)."""
+    props = torch.cuda.get_device_properties(index)
+    optin = getattr(props, "shared_memory_per_block_optin", 0) or SMEM_LIMIT
+    return DeviceInfo(slug(props.name), (props.major, props.minor), _triton_version(), min(SMEM_LIMIT, optin))
+
+
+def m_bucket(m: int) -> int:
+    """The M bucket: the next power of two (1, 2, 4, ..., 8192); every M above 8192 → ``LARGE_M_BUCKET``."""
+    if m > LARGE_M:
+        return LARGE_M_BUCKET
+    return 1 << max(0, m - 1).bit_length()
+
+
+def kernel_mode(group_n: int, group_k: int | None, weight_only: bool, int8: bool) -> str:
+    """``block-128x128``, ``scaled``, ``int8``, ``weight_only`` or ``weight_only-128x128``."""
+    mode = "weight_only" if weight_only else "int8" if int8 else "block" if group_k is not None else "scaled"
+    return mode if group_k is None else f"{mode}-{group_n}x{group_k}"
+
+
+def shape_key(info: DeviceInfo, m: int, n: int, k: int, group_n: int, group_k: int | None, weight_only: bool,
+              int8: bool) -> str:
+    b = m_bucket(m)
+    bucket = f"m{b}" if b <= LARGE_M else f"m>{LARGE_M}"
+    cc = f"sm{info.capability[0]}{info.capability[1]}"
+    return f"{info.name}/{cc}/triton{info.triton}/{kernel_mode(group_n, group_k, weight_only, int8)}/{bucket}/n{n}/k{k}"
+
+
+# --- candidates ----------------------------------------------------------------------------------------------------
+
+
+def smem_bytes(cfg: GemmConfig, weight_only: bool) -> int:
+    """Shared memory the software pipeline holds: ``stages x (A tile + B tile)`` (A bf16/fp16 when weight-only,
+    else 1-byte codes; B always 1-byte codes)."""
+    return cfg.num_stages * (cfg.block_m * cfg.block_k * (2 if weight_only else 1) + cfg.block_n * cfg.block_k)
+
+
+def _next_pow2(x: int) -> int:
+    return 1 << max(0, x - 1).bit_length()
+
+
+def candidates(m: int, n: int, k: int, group_k: int | None = None, weight_only: bool = False, int8: bool = False,
+               smem_limit: int = SMEM_LIMIT) -> list[GemmConfig]:
+    """Configs worth timing for one GEMM: the heuristic first (always), then up to ``MAX_CANDIDATES - 1``
+    alternatives typical of Hopper / Ampere FP8 / INT8 GEMMs (tile shape, BLOCK_K, warps, pipeline depth).
+
+    Alternatives keep BLOCK_K a divisor of ``group_k`` (the scale group the block-scaled kernel promotes on),
+    BLOCK_K >= 32 for FP8 / INT8 dots (16 for the bf16 / fp16 dots of weight-only), tiles no larger than the
+    problem needs, and the pipeline within ``smem_limit`` bytes of shared memory."""
+    h = gemm_config(m, n, k, group_k, weight_only)
+    bk = h.block_k
+    if m <= 16:
+        alts = [(16, 32, bk, 1, 4, 4), (16, 128, bk, 1, 4, 4), (16, 64, bk, 1, 4, 5), (16, 64, 2 * bk, 1, 4, 3),
+                (16, 64, bk // 2, 1, 4, 6), (32, 64, bk, 1, 4, 4)]
+    elif m <= 64:
+        bm = h.block_m
+        alts = [(bm, 192 - h.block_n, bk, 8, 4, 4), (bm, h.block_n, bk, 8, 4, 5), (bm, 256, bk, 8, 8, 3),
+                (bm, 128, bk // 2, 8, 4, 5), (bm, 64, 2 * bk, 8, 4, 3)]  # 192 - bn: 64 <-> 128
+    elif m <= 512:
+        alts = [(128, 128, bk, 8, 8, 3), (64, 256, bk, 8, 8, 3), (64, 64, bk, 8, 4, 4), (64, 128, bk // 2, 8, 4, 5),
+                (64, 128, bk, 8, 4, 3)]
+    else:
+        alts = [(128, 256, bk, 8, 8, 3), (256, 128, bk, 8, 8, 3), (128, 128, bk, 8, 4, 4),
+                (128, 256, bk // 2, 8, 8, 4), (128, 128, bk // 2, 8, 4, 5), (64, 128, bk, 8, 4, 4),
+                (128, 128, bk // 2, 8, 4, 3), (64, 128, bk // 2, 8, 4, 4)]  # the last two fit ~100 KB (sm_89)
+    min_bk = 16 if weight_only else 32
+    max_m = max(h.block_m, _next_pow2(m))
+    max_n = max(h.block_n, _next_pow2(n))
+    max_k = max(h.block_k, _next_pow2(k))
+    out = [h]
+    for bm, bn, bk_, gm, warps, stages in alts:
+        if len(out) == MAX_CANDIDATES:
+            break
+        c = GemmConfig(bm, bn, bk_, gm, warps, stages)
+        if (c in out or bk_ < min_bk or bk_ > 256 or (group_k is not None and group_k % bk_)
+                or bm > max_m or bn > max_n or bk_ > max_k or smem_bytes(c, weight_only) > smem_limit):
+            continue
+        out.append(c)
+    return out
+
+
+def describe(cfg: GemmConfig) -> str:
+    return (f"BLOCK {cfg.block_m}x{cfg.block_n}x{cfg.block_k} group_m {cfg.group_m} warps {cfg.num_warps} "
+            f"stages {cfg.num_stages}")
