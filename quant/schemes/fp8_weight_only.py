@@ -14,9 +14,10 @@ from typing import Any
 import torch
 
 from ...kernels import reference as ref
-from .base import Scheme, row_chunks
+from .base import Scheme
 from .block_size import format_block_size, parse_block_size
 from .fp8_block import quantize_blocks
+from .fp8_tensor import quantize_per_tensor
 
 GRANULARITIES = ("channel", "tensor", "block")
 
@@ -40,9 +41,7 @@ class FP8WeightOnly(Scheme):
         if self._block is not None:
             return quantize_blocks(weight, self._block)
         if self.granularity == "tensor":
-            scale = ref.amax_to_scale(weight.abs().amax(), ref.FP8_MAX).reshape(())
-            codes = [ref.cast_fp8(weight[rows], scale) for rows in row_chunks(*weight.shape)]
-            return {"weight": torch.cat(codes), "weight_scale": scale}
+            return quantize_per_tensor(weight)
         q, scale = ref.quant_fp8_per_token(weight)
         return {"weight": q, "weight_scale": scale.reshape(-1)}
 
