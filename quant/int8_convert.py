@@ -20,9 +20,8 @@ import torch
 from torch import nn
 
 from ..kernels import npu_backend
-from .families import DetectedModel, preset_weight_only
-from .ignore import IgnoreMatcher, parse_ignore
-from .plan import build_matcher, skip_reason
+from .families import DetectedModel
+from .plan import keep_rules, layer_choice
 from .report import LayerRecord, QuantReport
 from .schemes import Int8, NonFiniteWeightError
 from .storage import dequantize_weight as dequantize_fp8
@@ -76,9 +75,7 @@ def plan_int8(root: nn.Module, prefix: str = "", detected: DetectedModel | None 
 
     ``npu``: also keep layers beyond ``npu_quant_matmul``'s limits (N or K > 65535).
     """
-    matcher = build_matcher(detected, preset, ignore)
-    user = IgnoreMatcher(parse_ignore(ignore))
-    weight_only = IgnoreMatcher(preset_weight_only(detected.family, preset, detected.naming) if detected else [])
+    rules = keep_rules(detected, preset, ignore)
     plan = Int8Plan()
     for name, m in root.named_modules():
         if not _is_linear(m) or not name.startswith(prefix):
@@ -89,8 +86,7 @@ def plan_int8(root: nn.Module, prefix: str = "", detected: DetectedModel | None 
             plan.report.skipped.append(LayerRecord(short, shape, reason=why))
             continue
         if kind != ALREADY:
-            used = user if weight_only.match(short) and not user.match(short) else matcher
-            why = skip_reason(short, shape, used, INT8, min_features) or (
+            why = layer_choice(short, shape, rules, INT8, min_features)[1] or (
                 npu_backend.unsupported_reason(*shape) if npu else None) or ""
             if why:
                 plan.report.skipped.append(LayerRecord(short, shape, reason=why))

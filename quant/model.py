@@ -11,7 +11,7 @@ from torch import nn
 from ..kernels.dispatch import backend_for
 from .ignore import IgnoreMatcher, parse_ignore
 from .linear import QuantLinear
-from .plan import build_matcher, skip_reason, small_m_scheme
+from .plan import KeepRules, layer_choice, plan_description
 from .report import LayerRecord, QuantReport
 from .schemes import NonFiniteWeightError, Scheme
 
@@ -49,20 +49,17 @@ def quantize_model(
 
     Skipped (kept in high precision, reason in the report): layers matching ``ignore`` (see ``quant.ignore``),
     layers with a dimension below ``min_features`` and layers the scheme cannot take. Ignored layers that also
-    match ``weight_only`` (a family's ``preset_weight_only``) are quantized with ``plan.small_m_scheme(scheme)``.
+    match ``weight_only`` (a family's ``preset_weight_only``) are quantized with ``plan.small_m_scheme(scheme)``
+    (``plan.KeepRules``).
     A weight with NaN/inf raises ``NonFiniteWeightError`` naming the layer, before anything is changed.
     """
-    matcher = build_matcher(None, "none", ignore)
-    small_m = small_m_scheme(scheme)
-    wo_matcher = IgnoreMatcher(parse_ignore(weight_only))
+    rules = KeepRules(IgnoreMatcher(parse_ignore(ignore)), quantize_anyway=IgnoreMatcher(parse_ignore(weight_only)))
     report = QuantReport(scheme=scheme.describe(), bytes_before=tensor_bytes(module))
     linears = [(n, m) for n, m in module.named_modules() if isinstance(m, nn.Linear)]
     plan: list[tuple[str, nn.Linear, Scheme]] = []
     for name, lin in linears:
         shape = (lin.out_features, lin.in_features)
-        reason, chosen = skip_reason(name, shape, matcher, scheme, min_features), scheme
-        if reason.startswith("ignored by pattern") and wo_matcher.match(name):
-            chosen, reason = small_m, skip_reason(name, shape, IgnoreMatcher([]), small_m, min_features)
+        chosen, reason = layer_choice(name, shape, rules, scheme, min_features)
         if reason:
             report.skipped.append(LayerRecord(name, shape, reason=reason))
             continue
@@ -78,8 +75,7 @@ def quantize_model(
         report.quantized.append(LayerRecord(name, (q.out_features, q.in_features), chosen.name, used))
         if progress is not None:
             progress(i + 1, len(plan), name)
-    if small_m is not scheme and any(rec.scheme != scheme.name for rec in report.quantized):
-        report.scheme += f" ({small_m.describe()} for the preset's modulation layers)"
+    report.scheme = plan_description(scheme, [chosen for _, _, chosen in plan])
     report.bytes_after = tensor_bytes(module)
     log.info("quantized %d layers with %s, kept %d", len(report.quantized), scheme.describe(),
              len(report.skipped))

@@ -3,13 +3,14 @@
 One set of rules for every path: ``quantize_model`` (modules), the streaming file converter and the ComfyUI
 loaders (state-dict shapes). A layer is kept when it matches the ignore list (the family preset plus the user's
 patterns), is an embedding table, has a dimension below ``min_features`` or has a shape the scheme cannot take.
-A layer kept only by the preset's weight-only patterns (modulation: M = batch size) is quantized with
+A layer kept only by the preset's modulation patterns (M = batch size; ``KeepRules``) is quantized with
 ``small_m_scheme`` instead: FP8 weight-only for the FP8 activation schemes, the scheme itself otherwise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -55,6 +56,49 @@ def skip_reason(name: str, shape: tuple[int, int], matcher: IgnoreMatcher, schem
     return scheme.unsupported_reason(*shape) or ""
 
 
+NO_PATTERNS = IgnoreMatcher([])
+
+
+@dataclass(frozen=True)
+class KeepRules:
+    """The patterns that keep layers in high precision: ``ignore`` (the user's plus the preset's), ``user`` (the
+    user's alone) and ``quantize_anyway`` (the preset's modulation patterns, ``preset_weight_only``): a layer those
+    match is quantized after all, with ``small_m_scheme``, unless the user's own patterns name it."""
+
+    ignore: IgnoreMatcher
+    user: IgnoreMatcher = NO_PATTERNS
+    quantize_anyway: IgnoreMatcher = NO_PATTERNS
+
+    def small_m(self, name: str) -> bool:
+        """``name`` is kept only by the preset's modulation patterns: quantized with ``small_m_scheme``."""
+        return (self.quantize_anyway.match(name) is not None and self.ignore.match(name) is not None
+                and self.user.match(name) is None)
+
+
+def keep_rules(detected: DetectedModel | None, preset: str = "default",
+               ignore: str | Iterable[str] | None = None) -> KeepRules:
+    """The user's patterns, the detected family's preset and its modulation patterns."""
+    anyway = preset_weight_only(detected.family, preset, detected.naming) if detected is not None else []
+    return KeepRules(build_matcher(detected, preset, ignore), IgnoreMatcher(parse_ignore(ignore)),
+                     IgnoreMatcher(anyway))
+
+
+def layer_choice(name: str, shape: tuple[int, int], rules: KeepRules, scheme: Scheme,
+                 min_features: int = 16) -> tuple[Scheme, str]:
+    """The scheme for layer ``name`` of ``shape`` [N, K], and why it stays high precision ("" to quantize)."""
+    if rules.small_m(name):
+        small = small_m_scheme(scheme)
+        return small, skip_reason(name, shape, NO_PATTERNS, small, min_features)
+    return scheme, skip_reason(name, shape, rules.ignore, scheme, min_features)
+
+
+def plan_description(scheme: Scheme, used: Iterable[Scheme]) -> str:
+    """``scheme.describe()``, plus the modulation layers' scheme where some layers use it."""
+    small = small_m_scheme(scheme)
+    note = f" ({small.describe()} for the preset's modulation layers)" if small is not scheme and small in used else ""
+    return scheme.describe() + note
+
+
 def plan_state_dict(
     shapes: Mapping[str, tuple[Sequence[int], torch.dtype | None]],
     scheme: Scheme,
@@ -69,11 +113,7 @@ def plan_state_dict(
     Layer names are matched without ``detected.prefix``; the report names layers by their full key.
     """
     prefix = detected.prefix if detected else ""
-    matcher = build_matcher(detected, preset, ignore)
-    user = IgnoreMatcher(parse_ignore(ignore))
-    small_m = small_m_scheme(scheme)
-    weight_only = IgnoreMatcher(preset_weight_only(detected.family, preset, detected.naming)
-                                if detected is not None else [])
+    rules = keep_rules(detected, preset, ignore)
     report = QuantReport(scheme=scheme.describe())
     layers: dict[str, Scheme] = {}
     for key, (shape, dtype) in shapes.items():
@@ -82,16 +122,13 @@ def plan_state_dict(
         layer = key[: -len(".weight")]
         short = layer[len(prefix):] if prefix and layer.startswith(prefix) else layer
         nk = (int(shape[0]), int(shape[1]))
-        reason = "embedding table" if is_embedding_table(short) and not matcher.match(short) else ""
-        reason = reason or skip_reason(short, nk, matcher, scheme, min_features)
-        chosen = scheme
-        if reason.startswith("ignored by pattern") and weight_only.match(short) and user.match(short) is None:
-            chosen, reason = small_m, skip_reason(short, nk, IgnoreMatcher([]), small_m, min_features)
+        chosen, reason = layer_choice(short, nk, rules, scheme, min_features)
+        if is_embedding_table(short) and not rules.ignore.match(short):
+            reason = "embedding table"
         if reason:
             report.skipped.append(LayerRecord(layer, nk, reason=reason))
         else:
             layers[layer] = chosen
             report.quantized.append(LayerRecord(layer, nk, chosen.name))
-    if small_m is not scheme and small_m in layers.values():
-        report.scheme += f" ({small_m.describe()} for the preset's modulation layers)"
+    report.scheme = plan_description(scheme, layers.values())
     return layers, report
