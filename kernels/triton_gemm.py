@@ -19,6 +19,8 @@ shape bucket on CUDA, cached on disk; the ``triton_configs`` heuristic elsewhere
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -158,6 +160,12 @@ def scaled_mm(a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor, b_scale: 
     return _launch(a, b, a_scale, b_scale, bias, out_dtype, out, 1, None, False, cfg)
 
 
+@functools.cache
+def _lacks_e4m3(index: int) -> bool:
+    """Triton has an e4m3 type only from sm_89 on (asked once per device, not per call)."""
+    return torch.cuda.get_device_capability(index) < (8, 9)
+
+
 def weight_only_mm(x: torch.Tensor, b: torch.Tensor, b_scale: torch.Tensor, block: tuple[int, int] | None,
                    bias: torch.Tensor | None, out_dtype: torch.dtype, out: torch.Tensor | None = None,
                    cfg: GemmConfig | None = None, decode_bits: bool | None = None) -> torch.Tensor:
@@ -166,7 +174,8 @@ def weight_only_mm(x: torch.Tensor, b: torch.Tensor, b_scale: torch.Tensor, bloc
     ``decode_bits``: read the codes as uint8 and decode them in registers; None = where Triton lacks e4m3 (CUDA
     below sm_89)."""
     if decode_bits is None:
-        decode_bits = b.is_cuda and torch.cuda.get_device_capability(b.device) < (8, 9)
+        decode_bits = b.is_cuda and _lacks_e4m3(b.device.index if b.device.index is not None
+                                                else torch.cuda.current_device())
     if decode_bits:
         b = b.view(torch.uint8)
     group_n, group_k = block if block is not None else (1, None)

@@ -47,7 +47,7 @@ from .triton_tuning_cache import (  # noqa: F401 - re-exported: the module's pub
     _store,
     cache_dir,
     cache_file,
-    clear_memory,
+    clear_stores,
 )
 from .triton_tuning_keys import (  # noqa: F401 - re-exported
     LARGE_M,
@@ -92,6 +92,16 @@ def _capturing() -> bool:
     if compiling is not None and compiling():
         return True
     return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
+# (device info, M bucket, N, K, group_n, group_k, weight_only, int8) -> a cached or tuned config
+_RESOLVED: dict[tuple, GemmConfig] = {}
+
+
+def clear_memory() -> None:
+    """Forget every cache loaded in this process (the next lookup reads the files again, as a new process would)."""
+    _RESOLVED.clear()
+    clear_stores()
 
 
 def tuning_enabled() -> bool:
@@ -162,10 +172,15 @@ def select_config(device: torch.device, m: int, n: int, k: int, group_n: int, gr
         return heuristic
     index = device.index if device.index is not None else torch.cuda.current_device()
     info = device_info(index)
+    memo = (info, m_bucket(m), n, k, group_n, group_k, weight_only, int8)
+    cfg = _RESOLVED.get(memo)  # every call of a layer after its first: one dict lookup
+    if cfg is not None:
+        return cfg
     key = shape_key(info, m, n, k, group_n, group_k, weight_only, int8)
     store = _store(info)
     cfg = store.get(key)
     if cfg is not None and (group_k is None or group_k % cfg.block_k == 0):
+        _RESOLVED[memo] = cfg
         return cfg
     if not tuning_enabled() or _capturing():
         return heuristic
@@ -177,6 +192,7 @@ def select_config(device: torch.device, m: int, n: int, k: int, group_n: int, gr
         with torch.cuda.device(index) if torch.cuda.is_available() else contextlib.nullcontext():
             cfg, entry = _tune(key, m, cands, run, timer or cuda_timer)
         store.put(key, cfg, entry)
+    _RESOLVED[memo] = cfg
     return cfg
 
 

@@ -147,7 +147,7 @@ def _store(info: DeviceInfo) -> _Store:
     return store
 
 
-def clear_memory() -> None:
-    """Forget every cache loaded in this process (the next lookup reads the files again, as a new process would)."""
+def clear_stores() -> None:
+    """Forget the cache files loaded in this process (the next lookup reads them again)."""
     with _LOCK:
         _STORES.clear()

@@ -156,6 +156,18 @@ def test_tunes_picks_the_fastest_stores_it_and_reads_it_back(fake_cuda: Path,
     assert set(cache_entries(fake_cuda)) == {key(), key(4096)}
 
 
+def test_later_calls_of_a_layer_skip_the_key_and_the_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hot path: once a shape bucket is resolved, select_config is one dict lookup."""
+    fake = Fake({tt.candidates(M, N, K)[1]: 0.5})
+    first = select(fake)
+    monkeypatch.setattr(tt, "_store", lambda info: pytest.fail("the store was consulted again"))
+    monkeypatch.setattr(tt, "shape_key", lambda *a: pytest.fail("the key was built again"))
+    assert select(Fake(), m=M - 1) == first and fake.timed > 0  # same M bucket
+    tt.clear_memory()
+    with pytest.raises(pytest.fail.Exception, match="built again"):
+        select(Fake())
+
+
 def test_ties_keep_the_heuristic() -> None:
     assert select(Fake()) == gemm_config(M, N, K)
 
