@@ -86,7 +86,7 @@ def list_layers(path: str, ignored: str = "") -> dict:
             "bytes": info.nbytes, "params": math.prod(info.shape),
             "kind": "linear" if len(info.shape) == 2 else "conv",
             "presets": {p: m.match(short) for p, m in matchers.items()},
-            "weight_only": {p: m.match(short) for p, m in wo_matchers.items() if m.match(short)},
+            "weight_only": {p: hit for p, m in wo_matchers.items() if (hit := m.match(short))},
             "ignored_by": current.match(short),
         })
     layers.sort(key=lambda r: _natural(r["name"]))
