@@ -21,7 +21,7 @@ from ..quant.plan import plan_state_dict
 from ..quant.report import LayerRecord, QuantReport
 from ..quant.schemes import DEFAULT_BLOCK, format_block_size, parse_block_size
 from .layer_state import checkpoint_to_state_dict
-from .load_common import DTYPE_CHOICES, compute_dtype_for, record_backends
+from .load_common import DTYPE_CHOICES, compute_dtype_for, record_backends, supported_compute_dtype
 from .load_plan import read_quantized_state_dict
 from .ops import make_ops
 from .scheme_choice import SCHEME_LABELS, auto_scheme_name, build_scheme
@@ -152,7 +152,8 @@ class LoadFP8DiT(io.ComfyNode):
             widgets = {"scheme": scheme != "auto", "block_size": parse_block_size(block_size) != DEFAULT_BLOCK,
                        "preset": preset != "family default", "ignored_layers": bool(ignored_layers.strip())}
             sd, metadata, report, family = _load_quantized(path, fmt, widgets, notes)
-        dtype = compute_dtype_for(compute_dtype, device)
+        dtype, dtype_note = supported_compute_dtype(sd, compute_dtype_for(compute_dtype, device), device, metadata)
+        notes.extend([dtype_note] if dtype_note else [])
         options = {"custom_operations": make_ops(backend), "dtype": dtype}
         patcher = comfy.sd.load_diffusion_model_state_dict(sd, model_options=options, metadata=metadata)
         if patcher is None:

@@ -15,7 +15,7 @@ from ..kernels.dispatch import BACKENDS
 from ..quant.formats.modelopt_config import COMPONENTS, is_export_dir
 from ..quant.modelopt_load import COMPUTE_CHOICES, load_export
 from .layer_state import checkpoint_to_state_dict
-from .load_common import DTYPE_CHOICES, compute_dtype_for, record_backends
+from .load_common import DTYPE_CHOICES, compute_dtype_for, record_backends, supported_compute_dtype
 from .ops import make_ops
 
 FOLDER = "diffusion_models"
@@ -89,8 +89,9 @@ class ModelOptCheckpointLoader(io.ComfyNode):
         device = mm.get_torch_device()
         loaded = load_export(path, component, compute)
         mm.throw_exception_if_processing_interrupted()
-        dtype = compute_dtype_for(compute_dtype, device)
         sd = checkpoint_to_state_dict(loaded.checkpoint)
+        dtype, dtype_note = supported_compute_dtype(sd, compute_dtype_for(compute_dtype, device), device)
+        loaded.report.notes.extend([dtype_note] if dtype_note else [])
         options = {"custom_operations": make_ops(backend), "dtype": dtype}
         patcher = comfy.sd.load_diffusion_model_state_dict(sd, model_options=options)
         if patcher is None:

@@ -92,11 +92,18 @@ def test_qwen_per_tensor_file_with_weight_only_modulation_runs_in_stock_unet_loa
 
 def test_every_loader_widget_has_its_effect(res: dict) -> None:
     w = res["widgets"]
+    qwen_fp16 = w.pop("qwen_image compute_dtype=fp16")
     for key, r in w.items():
         assert r["finite"] and r["cosine"] >= 0.99, (key, r)
     for choice, dtype in {"auto": "float32", "bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.items():
         r = w[f"compute_dtype={choice}"]
         assert r["kept_dtype"] == dtype and f"compute dtype: {dtype}" in r["summary"], (choice, r)
+    # Qwen-Image in fp16 overflows (ComfyUI runs it in bf16 / fp32 only): fp16 is refused with a note; this CPU
+    # lacks bf16 in ComfyUI's eyes, so fp32
+    assert qwen_fp16["img_in_dtype"] == qwen_fp16["model_dtype"] == "float32", qwen_fp16
+    assert ("compute dtype float16 is not one ComfyUI runs QwenImage in (bfloat16, float32) (fp16 overflows in "
+            "such models: NaN, black images): using float32") in qwen_fp16["summary"], qwen_fp16["summary"]
+    assert "compute dtype: float32" in qwen_fp16["summary"]
     for backend, used in {"cublas": "int_mm", "torch": "int_mm", "triton": "eager", "eager": "eager"}.items():
         r = w[f"backend={backend}"]  # int8 on CPU: _int_mm where asked for, Triton falls back to eager
         assert r["backends"] == [backend] and f"backend: {used} x40" in r["summary"], (backend, r)

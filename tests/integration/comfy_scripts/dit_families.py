@@ -194,6 +194,13 @@ def widgets() -> dict:
                            {m.quant_backend for m in quantized_modules(model).values()})}
         del model
         release()
+    # Qwen-Image leaves fp16 out of its inference dtypes (it overflows): the loader falls back and says so
+    model, text = load(FILES["qwen_image"], "fp8 weight-only (per-channel)", compute_dtype="fp16")
+    result["qwen_image compute_dtype=fp16"] = {
+        "summary": text, "img_in_dtype": str(model.model.diffusion_model.img_in.weight.dtype).removeprefix("torch."),
+        "model_dtype": str(model.model.get_dtype()).removeprefix("torch.")}
+    del model
+    release()
     return result
 
 
