@@ -13,39 +13,37 @@ from ..quant.report import QuantReport
 DTYPE_CHOICES = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
-def compute_dtype_for(choice: str, device: torch.device) -> torch.dtype:
-    """The ``compute_dtype`` widget's dtype on ``device`` (auto: bf16 where supported, else fp32)."""
-    dtype = DTYPE_CHOICES[choice]
-    if dtype is None:
-        return torch.bfloat16 if mm.should_use_bf16(device) else torch.float32
-    return dtype
-
-
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def supported_compute_dtype(sd: dict[str, torch.Tensor], dtype: torch.dtype, device: torch.device,
-                            metadata: dict | None = None) -> tuple[torch.dtype, str | None]:
-    """``dtype``, or, where ComfyUI's model config for the checkpoint ``sd`` does not list it among the family's
-    inference dtypes (Qwen-Image leaves fp16 out: it overflows, NaN / black images), the first of bf16 / fp16 /
-    fp32 that the family and the device support, with a note saying so. The model type is detected from tensor
-    names and shapes, as ComfyUI's loader does."""
+def _family_dtypes(sd: dict[str, torch.Tensor], metadata: dict | None) -> tuple[str, list[torch.dtype]]:
+    """The ComfyUI model config's name and inference dtypes for the checkpoint ``sd``, detected from tensor names
+    and shapes as ComfyUI's loader does (all three dtypes where it detects nothing)."""
     prefix = comfy.model_detection.unet_prefix_from_state_dict(sd)
     unet_sd = comfy.utils.state_dict_prefix_replace(sd, {prefix: ""}, filter_keys=True) or sd
     config = comfy.model_detection.model_config_from_unet(unet_sd, "", metadata=metadata)
-    supported = getattr(config, "supported_inference_dtypes", None)
-    if not supported or dtype in supported:
+    supported = list(getattr(config, "supported_inference_dtypes", None) or [])
+    return type(config).__name__, supported or [torch.bfloat16, torch.float16, torch.float32]
+
+
+def compute_dtype_for(choice: str, sd: dict[str, torch.Tensor], device: torch.device,
+                      metadata: dict | None = None) -> tuple[torch.dtype, str | None]:
+    """The ``compute_dtype`` widget's dtype for checkpoint ``sd`` on ``device``, and a note when the choice was
+    replaced. ``auto``: the first of bf16 / fp16 / fp32 that both the device and the family (ComfyUI's model
+    config) support, e.g. fp16 for Wan on a T4, fp32 for Qwen-Image there (fp16 overflows in it: NaN, black
+    images). An explicit dtype the family leaves out is replaced the same way, with a note."""
+    name, supported = _family_dtypes(sd, metadata)
+    device_ok = {torch.bfloat16: mm.should_use_bf16(device), torch.float16: mm.should_use_fp16(device)}
+    best = next((d for d in (torch.bfloat16, torch.float16) if device_ok[d] and d in supported), torch.float32)
+    dtype = DTYPE_CHOICES[choice]
+    if dtype is None:
+        return best, None
+    if dtype in supported:
         return dtype, None
-    if torch.bfloat16 in supported and mm.should_use_bf16(device):
-        fallback = torch.bfloat16
-    elif torch.float16 in supported and mm.should_use_fp16(device):
-        fallback = torch.float16
-    else:
-        fallback = torch.float32
     why = " (fp16 overflows in such models: NaN, black images)" if dtype == torch.float16 else ""
-    return fallback, (f"compute dtype {_dtype_name(dtype)} is not one ComfyUI runs {type(config).__name__} in "
-                      f"({', '.join(map(_dtype_name, supported))}){why}: using {_dtype_name(fallback)}")
+    return best, (f"compute dtype {_dtype_name(dtype)} is not one ComfyUI runs {name} in "
+                  f"({', '.join(map(_dtype_name, supported))}){why}: using {_dtype_name(best)}")
 
 
 def _module_name(model_config, layer: str) -> str:

@@ -21,7 +21,7 @@ from ..quant.plan import plan_state_dict
 from ..quant.report import LayerRecord, QuantReport
 from ..quant.schemes import DEFAULT_BLOCK, format_block_size, parse_block_size
 from .layer_state import checkpoint_to_state_dict
-from .load_common import DTYPE_CHOICES, compute_dtype_for, record_backends, supported_compute_dtype
+from .load_common import DTYPE_CHOICES, compute_dtype_for, record_backends
 from .load_plan import read_quantized_state_dict
 from .ops import make_ops
 from .scheme_choice import SCHEME_LABELS, auto_scheme_name, build_scheme
@@ -122,7 +122,8 @@ class LoadFP8DiT(io.ComfyNode):
                                         "names, globs (blocks.*.ffn.*) or re:<regex>; # starts a comment."),
                 io.Combo.Input("compute_dtype", options=list(DTYPE_CHOICES), default="auto",
                                tooltip="Dtype of activations and of the layers kept in high precision. auto: "
-                                       "bf16 where the device supports it, else fp32."),
+                                       "bf16, else fp16, else fp32, the first both the device and the model "
+                                       "family support (fp16 is never used for Qwen-Image: it overflows)."),
                 io.Combo.Input("backend", options=list(BACKENDS), default="auto",
                                tooltip="Kernel backend for the quantized matmuls; auto picks per GPU and falls "
                                        "back (with a log line) when the requested one cannot run."),
@@ -152,7 +153,7 @@ class LoadFP8DiT(io.ComfyNode):
             widgets = {"scheme": scheme != "auto", "block_size": parse_block_size(block_size) != DEFAULT_BLOCK,
                        "preset": preset != "family default", "ignored_layers": bool(ignored_layers.strip())}
             sd, metadata, report, family = _load_quantized(path, fmt, widgets, notes)
-        dtype, dtype_note = supported_compute_dtype(sd, compute_dtype_for(compute_dtype, device), device, metadata)
+        dtype, dtype_note = compute_dtype_for(compute_dtype, sd, device, metadata)
         notes.extend([dtype_note] if dtype_note else [])
         options = {"custom_operations": make_ops(backend), "dtype": dtype}
         patcher = comfy.sd.load_diffusion_model_state_dict(sd, model_options=options, metadata=metadata)

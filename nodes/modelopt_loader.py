@@ -15,7 +15,7 @@ from ..kernels.dispatch import BACKENDS
 from ..quant.formats.modelopt_config import COMPONENTS, is_export_dir
 from ..quant.modelopt_load import COMPUTE_CHOICES, load_export
 from .layer_state import checkpoint_to_state_dict
-from .load_common import DTYPE_CHOICES, compute_dtype_for, record_backends, supported_compute_dtype
+from .load_common import DTYPE_CHOICES, compute_dtype_for, record_backends
 from .ops import make_ops
 
 FOLDER = "diffusion_models"
@@ -74,8 +74,8 @@ class ModelOptCheckpointLoader(io.ComfyNode):
                                tooltip="FP8_PB_WO layers: bf16 activations as exported, or block W8A8 (FP8 "
                                        "activations per 1x128 group; faster on FP8 GPUs)."),
                 io.Combo.Input("compute_dtype", options=list(DTYPE_CHOICES), default="auto",
-                               tooltip="Dtype of activations and high-precision layers (auto: bf16 where "
-                                       "supported, else fp32)."),
+                               tooltip="Dtype of activations and high-precision layers (auto: bf16, else "
+                                       "fp16, else fp32, the first both the device and the model family support)."),
                 io.Combo.Input("backend", options=list(BACKENDS), default="auto",
                                tooltip="Kernel backend for the quantized matmuls."),
             ],
@@ -90,7 +90,7 @@ class ModelOptCheckpointLoader(io.ComfyNode):
         loaded = load_export(path, component, compute)
         mm.throw_exception_if_processing_interrupted()
         sd = checkpoint_to_state_dict(loaded.checkpoint)
-        dtype, dtype_note = supported_compute_dtype(sd, compute_dtype_for(compute_dtype, device), device)
+        dtype, dtype_note = compute_dtype_for(compute_dtype, sd, device)
         loaded.report.notes.extend([dtype_note] if dtype_note else [])
         options = {"custom_operations": make_ops(backend), "dtype": dtype}
         patcher = comfy.sd.load_diffusion_model_state_dict(sd, model_options=options)

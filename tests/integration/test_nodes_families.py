@@ -93,6 +93,14 @@ def test_qwen_per_tensor_file_with_weight_only_modulation_runs_in_stock_unet_loa
 def test_every_loader_widget_has_its_effect(res: dict) -> None:
     w = res["widgets"]
     qwen_fp16 = w.pop("qwen_image compute_dtype=fp16")
+    # on a T4 (fp16, no bf16) auto gives fp16 where ComfyUI runs the family in it, fp32 for Qwen-Image; an
+    # explicit bf16 stays (the user's call, ComfyUI emulates it), fp16 for Qwen-Image is replaced with a note
+    t4 = w.pop("t4_picks")
+    assert {f: t4[f]["auto"] for f in t4} == {"wan22_5b": ["float16", None], "qwen_image": ["float32", None],
+                                              "hunyuan_video15": ["float16", None]}, t4
+    assert t4["wan22_5b"]["bf16"] == ["bfloat16", None] and t4["qwen_image"]["bf16"] == ["bfloat16", None]
+    dtype, note = t4["qwen_image"]["fp16"]
+    assert dtype == "float32" and "not one ComfyUI runs QwenImage in" in note
     for key, r in w.items():
         assert r["finite"] and r["cosine"] >= 0.99, (key, r)
     for choice, dtype in {"auto": "float32", "bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.items():

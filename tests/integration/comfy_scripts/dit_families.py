@@ -201,7 +201,27 @@ def widgets() -> dict:
         "model_dtype": str(model.model.get_dtype()).removeprefix("torch.")}
     del model
     release()
+    result["t4_picks"] = t4_picks()
     return result
+
+
+def t4_picks() -> dict:
+    """compute_dtype on a GPU with fp16 but no bf16 (a T4, as ComfyUI's should_use_* see it): family -> choice ->
+    [dtype, note]."""
+    from unittest import mock
+
+    import comfy.utils
+
+    from comfyui_dit_quant.nodes.load_common import compute_dtype_for
+
+    out = {}
+    with mock.patch.object(mm, "should_use_bf16", lambda *a, **k: False), \
+            mock.patch.object(mm, "should_use_fp16", lambda *a, **k: True):
+        for family, name in FILES.items():
+            sd = comfy.utils.load_torch_file(os.path.join(models_dir, name))
+            out[family] = {c: (lambda d, n: [str(d).removeprefix("torch."), n])(*compute_dtype_for(c, sd, "cuda"))
+                           for c in ("auto", "bf16", "fp16")}
+    return out
 
 
 CASES = {"build": build, "hv_renames": hv_renames, "qwen_native": qwen_native, "widgets": widgets}
