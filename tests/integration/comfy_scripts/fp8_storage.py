@@ -1,6 +1,6 @@
 """Under ComfyUI's Python: the FP8 weight storage nodes on a real comfy.sd.VAE (tiny Wan 2.1 VAE, random weights;
-TAESD for Flux.2 with its real trained weights) and a real comfy.sd.CLIP (CLIP-L architecture, random weights), CPU,
-in-process.
+TAESD for Flux.2 with its real trained weights) and a real comfy.sd.CLIP (CLIP-L architecture, random weights;
+all-MiniLM-L6-v2's real trained weights in ComfyUI's BERT text encoder), CPU, in-process.
 
 argv: REPO_ROOT CASE. Cases: ``vae`` (decode / encode vs the plain VAE, input untouched, twice == once, with and
 without keep_first_last), ``vae_real`` (taef2 from ``tests/data/taef2`` through ComfyUI's own VAELoader /
@@ -8,7 +8,9 @@ VAEEncode / VAEDecode, fp32 and bf16: decode / encode of a real photo vs the pla
 the node's default (first / last layer of encoder and decoder kept) and with every layer in FP8, and the encoder
 layers that carry the error), ``first_last`` (the layers keep_first_last keeps vs the first / last layer each
 part of ComfyUI's TAESD, Wan 2.1, Wan 2.2 and KL VAEs actually runs in encode / decode), ``clip`` (encode vs
-plain, input untouched, twice == once, LoRA after / before the node, low-VRAM LoRA). Prints one JSON line last.
+plain, input untouched, twice == once, LoRA after / before the node, low-VRAM LoRA), ``clip_real MODEL_DIR``
+(all-MiniLM-L6-v2's real trained weights in ComfyUI's BERT text encoder: encode vs plain, fp32 and bf16, and
+ComfyUI's own unscaled fp8 text encoder for comparison). Prints one JSON line last.
 """
 
 import json
@@ -21,6 +23,7 @@ boot(sys.argv[1])
 import comfy.ldm.wan.vae  # noqa: E402
 import comfy.lora  # noqa: E402
 import comfy.sd  # noqa: E402
+import comfy.utils  # noqa: E402
 import torch  # noqa: E402
 from comfy import sd1_clip  # noqa: E402
 
@@ -103,6 +106,88 @@ def rule(root: torch.nn.Module) -> dict[str, str]:
     from comfyui_dit_quant.quant.storage import first_last_layers
 
     return {k: v.split(" ")[0] for k, v in first_last_layers(root).items()}
+
+
+PROMPTS = ("a photograph of an astronaut riding a horse on the moon",
+           "A cinematic shot of a red fox running through fresh snow at dawn, shallow depth of field",
+           "an old lighthouse on a rocky coast during a storm, waves crashing, dramatic clouds",
+           "close-up of a bowl of ramen with a soft-boiled egg, steam rising, warm light")
+
+
+def minilm_clip(model_dir: str, dtype: torch.dtype) -> comfy.sd.CLIP:
+    """all-MiniLM-L6-v2 (trained BERT, 6 layers x 384) as a ComfyUI CLIP: ComfyUI's own BERT text encoder
+    (comfy.text_encoders.bert, as HunyuanDiT's CLIP uses it) and SD tokenizer wrapper with the model's vocab."""
+    import os
+
+    from comfy.text_encoders.bert import BertModel
+    from transformers import BertTokenizer
+
+    class MiniLM(sd1_clip.SDClipModel):
+        def __init__(self, device="cpu", layer="last", layer_idx=None, dtype=None, model_options=None):
+            super().__init__(device=device, layer=layer, layer_idx=layer_idx, dtype=dtype, model_class=BertModel,
+                             textmodel_json_config=os.path.join(model_dir, "config.json"),
+                             special_tokens={"start": 101, "end": 102, "pad": 0}, enable_attention_masks=True,
+                             return_attention_masks=True, model_options=model_options or {})
+
+    class MiniLMTokenizer(sd1_clip.SDTokenizer):
+        def __init__(self, embedding_directory=None, tokenizer_data=None):
+            super().__init__(model_dir, pad_with_end=False, embedding_size=384, embedding_key="minilm",
+                             tokenizer_class=BertTokenizer, pad_to_max_length=False, max_length=512, min_length=1,
+                             tokenizer_data=tokenizer_data or {})
+
+    class Target:
+        params = {}
+        clip = lambda **kw: sd1_clip.SD1ClipModel(clip_name="minilm", clip_model=MiniLM, **kw)  # noqa: E731
+        tokenizer = lambda **kw: sd1_clip.SD1Tokenizer(clip_name="minilm", tokenizer=MiniLMTokenizer, **kw)  # noqa: E731
+
+    sd = comfy.utils.load_torch_file(os.path.join(model_dir, "model.safetensors"))
+    sd = {f"bert.{k}": v for k, v in sd.items() if not k.startswith("pooler.")}
+    clip = comfy.sd.CLIP(Target, model_options={"dtype": dtype}, parameters=comfy.utils.calculate_parameters(sd))
+    missing, unexpected = clip.load_sd(sd)
+    assert not missing and set(unexpected) <= {"bert.embeddings.position_ids"}, (missing, unexpected)
+    return clip
+
+
+def clip_real(model_dir: str) -> dict:
+    """FP8 storage on a text encoder with real trained weights (all-MiniLM-L6-v2 in ComfyUI's BERT), fp32 and bf16:
+    the token hidden states (what a DiT cross-attends to) and the mean-pooled sentence embeddings vs the plain
+    encoder, per granularity, all layers and with the last block kept; the pairwise sentence similarities the plain
+    encoder gives, kept; and ComfyUI's own fp8 text encoder (weights cast to float8_e4m3fn, no scale) for scale."""
+    out: dict = {}
+    for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        clip = minilm_clip(model_dir, dtype)
+        tokens = [clip.tokenize(p) for p in PROMPTS]
+
+        def encode(c, tokens=tokens) -> list[torch.Tensor]:
+            return [c.encode_from_tokens(t).float()[0] for t in tokens]
+
+        def similarity(states: list[torch.Tensor]) -> torch.Tensor:
+            pooled = torch.nn.functional.normalize(torch.stack([s.mean(0) for s in states]).double(), dim=-1)
+            return pooled @ pooled.T
+
+        def measure(got: list[torch.Tensor], ref: list[torch.Tensor]) -> dict:
+            pairs = list(zip(got, ref, strict=True))
+            return {"cosine": cos(torch.cat(got), torch.cat(ref)),
+                    "min_prompt_cosine": min(cos(a, b) for a, b in pairs),
+                    "pooled_cosine": min(cos(a.mean(0), b.mean(0)) for a, b in pairs),
+                    "similarity_max_diff": (similarity(got) - similarity(ref)).abs().max().item(),
+                    "finite": all(bool(torch.isfinite(g).all()) for g in got)}
+
+        ref = encode(clip)
+        layer0 = clip.cond_stage_model.clip_minilm.transformer.bert.encoder.layer[0].intermediate.dense
+        r = {"te_dtype": str(layer0.weight.dtype), "tokens": [len(s) for s in ref],
+             "size_before": clip.patcher.model_size(), "plain_similarity": similarity(ref).tolist()}
+        for gran in ("per-channel", "per-tensor"):
+            for kept, ignored in (("", ""), ("-last-block-kept", "re:encoder\\.layer\\.5\\.")):
+                new, text = apply(ApplyFP8StorageCLIP, clip, gran, ignored)
+                r[gran + kept] = {**measure(encode(new), ref), "fp8_layers": fp8_layers(new.cond_stage_model),
+                                  "size_after": new.patcher.model_size(), "text": text}
+                del new
+        comfy_fp8 = minilm_clip(model_dir, torch.float8_e4m3fn)
+        layer0 = comfy_fp8.cond_stage_model.clip_minilm.transformer.bert.encoder.layer[0].intermediate.dense
+        r["comfy_fp8_e4m3fn"] = {**measure(encode(comfy_fp8), ref), "weight_dtype": str(layer0.weight.dtype)}
+        out[label] = r
+    return out
 
 
 result: dict = {}
@@ -330,4 +415,6 @@ elif case == "clip":
         before.keys() == after.keys() and all(torch.equal(t.float(), after[k].float()) and t.dtype == after[k].dtype
                                               for k, (t, _, _) in before.items())
         and torch.equal(encode(clip), ref) and fp8_layers(clip.cond_stage_model) == 0)
+elif case == "clip_real":
+    result = clip_real(sys.argv[3])
 print(json.dumps(result))
