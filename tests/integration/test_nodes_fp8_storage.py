@@ -280,6 +280,10 @@ def test_clip_real_weights_fp8_storage_vs_plain_and_vs_comfyui_fp8(clip_real: di
         comfy = o["comfy_fp8_e4m3fn"]
         assert comfy["weight_dtype"] == "torch.float8_e4m3fn" and comfy["finite"]
         assert 0.99 < comfy["cosine"] < 0.995, comfy
+        again = o["node_on_comfy_fp8"]  # ComfyUI's fp8 text encoder in: its layers left alone, and said so
+        assert again["identical"], again
+        assert "layers stored in FP8: 0\n" in again["text"], again["text"]
+        assert "not eligible: weight is already float8_e4m3fn x36" in again["text"], again["text"]
         for gran in ("per-channel", "per-tensor"):
             r, kept = o[gran], o[gran + "-last-block-kept"]
             assert r["finite"] and r["fp8_layers"] == 36 and kept["fp8_layers"] == 30

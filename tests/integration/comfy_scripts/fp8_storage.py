@@ -186,6 +186,10 @@ def clip_real(model_dir: str) -> dict:
         comfy_fp8 = minilm_clip(model_dir, torch.float8_e4m3fn)
         layer0 = comfy_fp8.cond_stage_model.clip_minilm.transformer.bert.encoder.layer[0].intermediate.dense
         r["comfy_fp8_e4m3fn"] = {**measure(encode(comfy_fp8), ref), "weight_dtype": str(layer0.weight.dtype)}
+        # the node on a text encoder ComfyUI already loaded in fp8: those layers are left as they are, said so
+        again, text = apply(ApplyFP8StorageCLIP, comfy_fp8)
+        r["node_on_comfy_fp8"] = {"text": text, "identical": all(
+            torch.equal(a, b) for a, b in zip(encode(again), encode(comfy_fp8), strict=True))}
         out[label] = r
     return out
 
