@@ -107,6 +107,12 @@ def schemes(family: str) -> dict:
     result = {"_stock": {"other_prompt_cosine": cos(swapped["samples"].float(), ref)}}
     del stock
     release()
+    # ComfyUI's own fp8 path: UNETLoader weight_dtype fp8_e4m3fn (weights cast without a scale; on CPU the _fast
+    # variant computes the same way)
+    stock_fp8 = nodes.UNETLoader().load_unet(FILES[family], "fp8_e4m3fn")[0]
+    result["_stock"]["fp8_e4m3fn_cosine"] = cos(sample(stock_fp8, family), ref)
+    del stock_fp8
+    release()
     for label in SCHEMES[1:] if family == "qwen_image" else SCHEMES:
         model, text = load(FILES[family], label)
         out = sample(model, family)
