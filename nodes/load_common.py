@@ -19,10 +19,13 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 def _family_dtypes(sd: dict[str, torch.Tensor], metadata: dict | None) -> tuple[str, list[torch.dtype]]:
     """The ComfyUI model config's name and inference dtypes for the checkpoint ``sd``, detected from tensor names
-    and shapes as ComfyUI's loader does (all three dtypes where it detects nothing)."""
-    prefix = comfy.model_detection.unet_prefix_from_state_dict(sd)
+    and shapes as ComfyUI's loader does (all three dtypes where it detects nothing). Only the architecture: the
+    loader's own per-layer quantization scan runs once, in ComfyUI."""
+    detect = comfy.model_detection
+    prefix = detect.unet_prefix_from_state_dict(sd)
     unet_sd = comfy.utils.state_dict_prefix_replace(sd, {prefix: ""}, filter_keys=True) or sd
-    config = comfy.model_detection.model_config_from_unet(unet_sd, "", metadata=metadata)
+    unet_config = detect.detect_unet_config(unet_sd, "", metadata=metadata)
+    config = detect.model_config_from_unet_config(unet_config, unet_sd) if unet_config is not None else None
     supported = list(getattr(config, "supported_inference_dtypes", None) or [])
     return type(config).__name__, supported or [torch.bfloat16, torch.float16, torch.float32]
 
