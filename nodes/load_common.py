@@ -23,7 +23,9 @@ def _family_dtypes(sd: dict[str, torch.Tensor], metadata: dict | None) -> tuple[
     loader's own per-layer quantization scan runs once, in ComfyUI."""
     detect = comfy.model_detection
     prefix = detect.unet_prefix_from_state_dict(sd)
-    unet_sd = comfy.utils.state_dict_prefix_replace(sd, {prefix: ""}, filter_keys=True) or sd
+    # state_dict_prefix_replace pops the matched keys out of the dict it is given: hand it a shallow copy, or
+    # every `model.diffusion_model.` file would reach ComfyUI's loader empty.
+    unet_sd = comfy.utils.state_dict_prefix_replace(dict(sd), {prefix: ""}, filter_keys=True) or sd
     unet_config = detect.detect_unet_config(unet_sd, "", metadata=metadata)
     config = detect.model_config_from_unet_config(unet_config, unet_sd) if unet_config is not None else None
     supported = list(getattr(config, "supported_inference_dtypes", None) or [])

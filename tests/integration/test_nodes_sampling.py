@@ -3,6 +3,10 @@ KSampler 2 steps (cfg 2) per scheme vs stock UNETLoader bf16, LoRA, low-VRAM LoR
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from comfy_env import comfyui, run_comfy_script
@@ -74,3 +78,22 @@ def test_assign_loading_as_the_dynamic_vram_patcher_does_gives_the_same_model(di
     res = run(dirs, "assign")
     assert res and all(r["identical"] for r in res.values()), res
     assert all(r["assign"] == [False, True] for r in res.values()), res  # the forced path really ran
+
+
+def test_files_with_model_diffusion_model_prefix_load_like_the_plain_ones(dirs: tuple[str, str]) -> None:
+    """Issue 14.1: a `model.diffusion_model.` prefix (bf16 or quantized file) loads and samples as the same file
+    without it (before: "ComfyUI could not detect the model type", the prefixed keys were popped)."""
+    models = Path(dirs[0])
+    for scheme in ("fp8_tensor", "int8"):
+        src = str(models / "tiny_wan_bf16.safetensors")
+        subprocess.run([sys.executable, "-m", "comfyui_dit_quant", "quantize", src,
+                        str(models / f"tiny_wan_{scheme}.safetensors"), "--scheme", scheme], check=True)
+    names = ["tiny_wan_bf16.safetensors", "tiny_wan_fp8_tensor.safetensors", "tiny_wan_int8.safetensors"]
+    res = run(dirs, "prefixed", *names)
+    print({n: {k: v.get("cosine", v.get("error")) for k, v in e.items()} for n, e in res.items()})
+    assert sorted(res) == sorted(names)
+    for name, entry in res.items():
+        for label, r in entry.items():
+            assert "error" not in r, (name, label, r)
+            assert r["cosine"] >= 0.99999, (name, label, r["cosine"])
+            assert "layers quantized: 20" in r["summary"], (name, label, r["summary"])

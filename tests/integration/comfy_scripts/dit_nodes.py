@@ -3,7 +3,8 @@
 argv: REPO_ROOT MODELS_DIR OUTPUT_DIR CASE. Cases: ``schemes`` (each scheme through KSampler vs stock bf16),
 ``lora`` (LoraLoaderModelOnly on bf16 and quantized, then unpatched), ``save`` (Save Quantized DiT → stock
 UNETLoader), ``repeat`` (same file loaded twice, each sampled twice), ``assign`` (weights loaded with assign=True, as
-the dynamic-VRAM patcher does). Prints one JSON line last.
+the dynamic-VRAM patcher does), ``prefixed`` (the same files with every key under
+``model.diffusion_model.``). Prints one JSON line last.
 """
 
 import json
@@ -135,4 +136,26 @@ elif case == "assign":
         finally:
             comfy.model_patcher.ModelPatcher.is_dynamic = real
         result[label] = {"identical": bool(torch.equal(wan_sample(model), plain)), "assign": seen[-2:]}
+elif case == "prefixed":
+    # Files as checkpoint tools write them: every key under `model.diffusion_model.`; same tensors as the plain file.
+    from safetensors.torch import load_file, save_file
+
+    for name in sys.argv[5:]:
+        src = os.path.join(models_dir, name)
+        prefixed = "prefixed_" + name
+        with open(src, "rb") as f:
+            header_len = int.from_bytes(f.read(8), "little")
+            meta = json.loads(f.read(header_len)).get("__metadata__")
+        sd = load_file(src)
+        save_file({"model.diffusion_model." + k: v for k, v in sd.items()}, os.path.join(models_dir, prefixed),
+                  metadata=meta)
+        entry = {}
+        for label in ("fp8 per-token x channel", "fp8 block", "int8 W8A8"):
+            try:
+                ref = wan_sample(load(label, name=name, block_size="64x64")[0])
+                model, text = load(label, name=prefixed, block_size="64x64")
+                entry[label] = {"cosine": cos(wan_sample(model), ref), "summary": text}
+            except Exception as e:
+                entry[label] = {"error": f"{type(e).__name__}: {e}"[:300]}
+        result[name] = entry
 print(json.dumps(result))
