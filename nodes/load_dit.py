@@ -60,6 +60,10 @@ def _load_plain(path: str, label: str, block_size: str, preset: str, ignored: st
     layers, report = plan_state_dict({k: (v.shape, v.torch_dtype) for k, v in header.tensors.items()}, scheme,
                                       detected, PRESET_CHOICES[preset], ignored)
     report.bytes_before = sum(v.nbytes for v in header.tensors.values())
+    n_fp8 = sum(header.tensors[k + ".weight"].torch_dtype in (torch.float8_e4m3fn, torch.float8_e5m2) for k in layers)
+    if n_fp8:
+        notes.append(f"plain FP8 cast file (no scales): {n_fp8} FP8 weights requantized to {scheme.describe()} "
+                     "from their FP8 values")
     mm.throw_exception_if_processing_interrupted()
     # plain reads, not comfy.utils.load_torch_file's memory map: a kept mmap-backed tensor (a bias, a norm) would
     # keep the whole bf16 file mapped and its read pages resident after loading

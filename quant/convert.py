@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .families import DetectedModel, detect_family
+from .finite import all_finite
 from .formats import comfy_native
 from .formats.io import detect_format, resolve_write_format
 from .formats.pack_format import pack_metadata
@@ -100,7 +101,7 @@ def convert_file(
         writer = SafetensorsWriter(fout, plan, metadata)
         for key in sorted(header.tensors):
             tensor = read_tensor(fin, header, key)
-            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            if not all_finite(tensor):
                 raise CheckpointError(f"{src}: key {key!r} contains NaN or inf; refusing to quantize")
             layer = key[: -len(".weight")] if key.endswith(".weight") else None
             if layer not in layers:

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..kernels import npu_backend
 from .families import DetectedModel
+from .finite import all_finite
 from .plan import keep_rules, layer_choice
 from .report import LayerRecord, QuantReport
 from .schemes import Int8, NonFiniteWeightError
@@ -122,7 +123,7 @@ def convert_int8(root: nn.Module, plan: Int8Plan, make_layer: LayerFactory, devi
     def build(name: str, old: nn.Module, new: nn.Module, w: torch.Tensor) -> nn.Module:
         home = w.device
         weight = _float_weight(old, w if compute_device is None else w.to(compute_device), todo[name])
-        if not torch.isfinite(weight).all():
+        if not all_finite(weight):
             raise NonFiniteWeightError(f"layer {name!r}: weight contains NaN or inf")
         stored = INT8.quantize(weight)
         del weight

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-import torch
 from torch import nn
 
 from ..kernels.dispatch import backend_for
+from .finite import all_finite
 from .ignore import IgnoreMatcher, parse_ignore
 from .linear import QuantLinear
 from .plan import KeepRules, layer_choice, plan_description
@@ -63,7 +63,7 @@ def quantize_model(
         if reason:
             report.skipped.append(LayerRecord(name, shape, reason=reason))
             continue
-        if not torch.isfinite(lin.weight).all():
+        if not all_finite(lin.weight):
             raise NonFiniteWeightError(f"layer {name!r}: weight contains NaN or inf")
         plan.append((name, lin, chosen))
 

@@ -20,6 +20,9 @@ from .report import LayerRecord, QuantReport
 from .schemes import FP8WeightOnly, Scheme
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# Weights a plan may quantize: high precision, or plain FP8 casts (`*_fp8_e4m3fn` files: codes with no scale),
+# which are requantized from their FP8 values into the chosen scheme.
+SOURCE_DTYPES = (*FLOAT_DTYPES, torch.float8_e4m3fn, torch.float8_e5m2)
 
 
 def build_matcher(detected: DetectedModel | None, preset: str = "default",
@@ -117,7 +120,7 @@ def plan_state_dict(
     report = QuantReport(scheme=scheme.describe())
     layers: dict[str, Scheme] = {}
     for key, (shape, dtype) in shapes.items():
-        if not key.endswith(".weight") or len(shape) != 2 or dtype not in FLOAT_DTYPES:
+        if not key.endswith(".weight") or len(shape) != 2 or dtype not in SOURCE_DTYPES:
             continue
         layer = key[: -len(".weight")]
         short = layer[len(prefix):] if prefix and layer.startswith(prefix) else layer

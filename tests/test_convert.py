@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from comfyui_dit_quant.quant.convert import convert_file
 from comfyui_dit_quant.quant.families import UnknownFamilyError
@@ -126,3 +126,34 @@ def test_streaming_peak_memory_is_far_below_file_size(tmp_path: Path, scheme: st
     growth = rss["peak"] - rss["base"]
     # one tensor (27 MiB in bf16, plus its float32 working copies) — not the 300+ MiB file
     assert growth < size / 3, f"peak RSS grew by {growth / 2**20:.0f} MiB for a {size / 2**20:.0f} MiB file"
+
+
+def _fp8_cast_file(path: Path, nan_key: str | None = None) -> Path:
+    """A Wan file as Comfy-Org's `*_fp8_e4m3fn` ones are laid out: block weights cast to FP8, no scales."""
+    sd = load_file(write_random_checkpoint(path, wan_comfy_shapes()))
+    sd = {k: v.to(torch.float8_e4m3fn) if v.dim() == 2 and k.startswith("blocks.") else v for k, v in sd.items()}
+    if nan_key is not None:
+        sd[nan_key].view(torch.uint8)[3, 5] = 0x7F  # e4m3fn NaN
+    save_file(sd, str(path))
+    return path
+
+
+@pytest.mark.parametrize("scheme", [FP8Channel(), FP8Block("32x32"), Int8()], ids=lambda s: s.name)
+def test_unscaled_fp8_cast_file_quantizes(tmp_path: Path, scheme: Scheme) -> None:
+    """Issue 16.4: `*_fp8_e4m3fn.safetensors` files (2-D weights simply cast to FP8, no scales) used to crash with
+    "isfinite not implemented for Float8_e4m3fn"; they quantize like any file, from the FP8 values."""
+    src = _fp8_cast_file(tmp_path / "w_fp8_e4m3fn.safetensors")
+    res = convert_file(src, tmp_path / "q.safetensors", scheme)
+    assert "blocks.0.ffn.0" in {r.name for r in res.report.quantized}
+    original = load_file(src)["blocks.0.ffn.0.weight"].float()
+    ckpt = read_checkpoint(tmp_path / "q.safetensors")
+    stored = ckpt.layer_tensors("blocks.0.ffn.0")
+    deq = ckpt.layers["blocks.0.ffn.0"].dequantize(stored["weight"], stored["weight_scale"])
+    assert torch.nn.functional.cosine_similarity(deq.flatten(), original.flatten(), dim=0) > 0.999
+
+
+def test_fp8_nan_weight_is_refused_naming_key(tmp_path: Path) -> None:
+    src = _fp8_cast_file(tmp_path / "n.safetensors", nan_key="blocks.1.ffn.2.weight")
+    with pytest.raises(CheckpointError, match=r"blocks\.1\.ffn\.2\.weight.*NaN"):
+        convert_file(src, tmp_path / "q.safetensors", FP8Channel())
+    assert not (tmp_path / "q.safetensors").exists()

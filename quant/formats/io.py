@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
+from ..finite import all_finite
 from ..schemes import FP8Tensor, Scheme
 from . import comfy_native, legacy_scaled_fp8, pack_format
 from .checkpoint import QuantizedCheckpoint, layer_of
@@ -84,7 +85,7 @@ def validate_layers(ckpt: QuantizedCheckpoint, path: str) -> None:
         if s.shape != expected:
             raise CheckpointError(f"{path}: key {name + '.weight_scale'!r} has shape {list(s.shape)}, expected "
                                   f"{list(expected)} for {scheme.describe()} of a {list(w.shape)} weight")
-        if not torch.isfinite(s).all():
+        if not all_finite(s):
             raise CheckpointError(f"{path}: key {name + '.weight_scale'!r} contains NaN or inf")
 
 

@@ -15,6 +15,7 @@ import torch
 
 from ...kernels import reference as ref
 from ...kernels.dispatch import quant_linear
+from ..finite import all_finite
 
 # FP8 and INT8 tensor-core GEMMs (cuBLASLt, torch._int_mm, the Triton kernels) need K and N multiples of 16.
 GEMM_ALIGN = 16
@@ -58,12 +59,14 @@ class Scheme(ABC):
         """Quantize an ``[N, K]`` weight into the stored tensors (``weight`` codes and float32 ``weight_scale``)."""
         if weight.dim() != 2:
             raise ValueError(f"expected a 2-D [out, in] weight, got shape {tuple(weight.shape)}")
-        if not torch.isfinite(weight).all():
+        if not all_finite(weight):
             raise NonFiniteWeightError("weight contains NaN or inf")
         weight = weight.detach()
+        # Plain FP8 casts (codes without a scale) are requantized from their values, one row chunk at a time.
+        src = (lambda w: w.float()) if weight.element_size() == 1 else (lambda w: w)
         if self.row_group is None or weight.numel() <= CHUNK_ELEMS:
-            return self._quantize(weight)
-        parts = [self._quantize(weight[rows]) for rows in row_chunks(*weight.shape, self.row_group)]
+            return self._quantize(src(weight))
+        parts = [self._quantize(src(weight[rows])) for rows in row_chunks(*weight.shape, self.row_group)]
         return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
 
     def empty_tensors(self, out_features: int, in_features: int) -> dict[str, torch.Tensor]:

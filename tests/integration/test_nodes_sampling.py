@@ -97,3 +97,14 @@ def test_files_with_model_diffusion_model_prefix_load_like_the_plain_ones(dirs: 
             assert "error" not in r, (name, label, r)
             assert r["cosine"] >= 0.99999, (name, label, r["cosine"])
             assert "layers quantized: 20" in r["summary"], (name, label, r["summary"])
+
+
+def test_plain_fp8_cast_file_is_quantized_with_one_byte_weights(dirs: tuple[str, str]) -> None:
+    """Issue 14.2: a plain FP8 cast file used to quantize nothing and upcast every weight; each scheme now
+    requantizes its FP8 weights (1-byte weights in the built model), says so, and matches stock on the same file."""
+    res = run(dirs, "fp8cast")
+    print({k: round(v["cosine"], 6) for k, v in res.items()})
+    for label, r in res.items():
+        assert r["quantized"] == 20 and r["one_byte"], (label, r)
+        assert "plain FP8 cast file (no scales): 20 FP8 weights requantized" in r["summary"], (label, r["summary"])
+        assert r["cosine"] >= 0.999, (label, r["cosine"])

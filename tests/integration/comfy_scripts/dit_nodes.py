@@ -4,7 +4,7 @@ argv: REPO_ROOT MODELS_DIR OUTPUT_DIR CASE. Cases: ``schemes`` (each scheme thro
 ``lora`` (LoraLoaderModelOnly on bf16 and quantized, then unpatched), ``save`` (Save Quantized DiT → stock
 UNETLoader), ``repeat`` (same file loaded twice, each sampled twice), ``assign`` (weights loaded with assign=True, as
 the dynamic-VRAM patcher does), ``prefixed`` (the same files with every key under
-``model.diffusion_model.``). Prints one JSON line last.
+``model.diffusion_model.``), ``fp8cast`` (a plain FP8 cast file vs stock). Prints one JSON line last.
 """
 
 import json
@@ -158,4 +158,18 @@ elif case == "prefixed":
             except Exception as e:
                 entry[label] = {"error": f"{type(e).__name__}: {e}"[:300]}
         result[name] = entry
+elif case == "fp8cast":
+    # A plain FP8 cast file as Comfy-Org ships them (`*_fp8_e4m3fn`): block weights cast to FP8, no scales.
+    from safetensors.torch import load_file, save_file
+
+    sd = load_file(os.path.join(models_dir, BF16))
+    save_file({k: v.to(torch.float8_e4m3fn) if v.dim() == 2 and k.startswith("blocks.") else v for k, v in sd.items()},
+              os.path.join(models_dir, "tiny_wan_fp8_e4m3fn.safetensors"))
+    ref = wan_sample(stock("tiny_wan_fp8_e4m3fn.safetensors"))
+    for label in ("fp8 per-token x channel", "fp8 block", "fp8 weight-only (per-channel)", "int8 W8A8"):
+        model, text = load(label, name="tiny_wan_fp8_e4m3fn.safetensors", block_size="64x64")
+        weights = [m.weight for n, m in model.model.diffusion_model.named_modules()
+                   if n.startswith("blocks.") and getattr(m, "scheme", None) is not None]
+        result[label] = {"cosine": cos(wan_sample(model), ref), "summary": text, "quantized": len(weights),
+                         "one_byte": all(w.element_size() == 1 for w in weights)}
 print(json.dumps(result))
