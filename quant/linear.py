@@ -54,6 +54,8 @@ class QuantLinear(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.is_floating_point():  # nn.Linear raises here too; never return an integer "result"
+            raise RuntimeError(f"QuantLinear expects a floating-point input, got {x.dtype}")
         bias = self.bias
         if bias is not None and bias.dtype != x.dtype:
             bias = bias.to(x.dtype)

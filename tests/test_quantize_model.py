@@ -174,3 +174,15 @@ def test_second_call_is_a_no_op() -> None:
     second = quantize_model(net, get_scheme("int8"))
     assert first.quantized and not second.quantized
     assert {r.name for r in second.skipped} == {"tiny", "odd"}
+
+
+@pytest.mark.parametrize("name", SCHEME_NAMES)
+def test_integer_input_raises_like_nn_linear(name: str) -> None:
+    """Issue 16.6: an int64 input used to come back as an int64 "result"; nn.Linear raises, so does QuantLinear."""
+    lin = nn.Linear(32, 32)
+    q = QuantLinear.from_linear(lin, get_scheme(name))
+    x = torch.ones(2, 32, dtype=torch.int64)
+    with pytest.raises(RuntimeError):
+        lin(x)
+    with pytest.raises(RuntimeError, match="floating-point input"):
+        q(x)
