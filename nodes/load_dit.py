@@ -17,7 +17,7 @@ from ..kernels.dispatch import BACKENDS
 from ..quant.families import UnknownFamilyError, detect_family
 from ..quant.formats.io import detect_format, read_checkpoint
 from ..quant.formats.safetensors_io import read_header
-from ..quant.plan import plan_state_dict
+from ..quant.plan import PLAIN_FP8_DTYPES, plan_state_dict
 from ..quant.report import LayerRecord, QuantReport
 from ..quant.schemes import DEFAULT_BLOCK, format_block_size, parse_block_size
 from .layer_state import checkpoint_to_state_dict
@@ -60,7 +60,7 @@ def _load_plain(path: str, label: str, block_size: str, preset: str, ignored: st
     layers, report = plan_state_dict({k: (v.shape, v.torch_dtype) for k, v in header.tensors.items()}, scheme,
                                       detected, PRESET_CHOICES[preset], ignored)
     report.bytes_before = sum(v.nbytes for v in header.tensors.values())
-    n_fp8 = sum(header.tensors[k + ".weight"].torch_dtype in (torch.float8_e4m3fn, torch.float8_e5m2) for k in layers)
+    n_fp8 = sum(header.tensors[k + ".weight"].torch_dtype in PLAIN_FP8_DTYPES for k in layers)
     if n_fp8:
         notes.append(f"plain FP8 cast file (no scales): {n_fp8} FP8 weights requantized to {scheme.describe()} "
                      "from their FP8 values")

@@ -22,7 +22,8 @@ from .schemes import FP8WeightOnly, Scheme
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # Weights a plan may quantize: high precision, or plain FP8 casts (`*_fp8_e4m3fn` files: codes with no scale),
 # which are requantized from their FP8 values into the chosen scheme.
-SOURCE_DTYPES = (*FLOAT_DTYPES, torch.float8_e4m3fn, torch.float8_e5m2)
+PLAIN_FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
+SOURCE_DTYPES = (*FLOAT_DTYPES, *PLAIN_FP8_DTYPES)
 
 
 def build_matcher(detected: DetectedModel | None, preset: str = "default",
