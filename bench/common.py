@@ -54,16 +54,12 @@ def _git() -> tuple[str | None, bool | None]:
 
 def caps_record(device: torch.device) -> dict[str, Any]:
     """Probed capabilities of ``device`` and what the version rules expected (a difference = a failed probe)."""
-    from comfyui_dit_quant.kernels.caps import _cublas_version, detect_caps, expected_caps, parse_version
+    from comfyui_dit_quant.kernels.detect import detect_caps, version_caps
 
     caps = detect_caps(device.type, device.index or 0)
     record: dict[str, Any] = {"caps": asdict(caps), "caps_describe": caps.describe()}
     if device.type == "cuda":
-        import importlib.util
-
-        expected = expected_caps("cuda", torch.cuda.get_device_capability(device), parse_version(torch.__version__),
-                                 importlib.util.find_spec("triton") is not None, _cublas_version(),
-                                 rocm=torch.version.hip is not None, windows=sys.platform == "win32")
+        expected = version_caps("cuda", device.index or 0)
         record["expected_caps"] = asdict(expected)
         record["probes_disabled"] = [k for k, v in asdict(expected).items() if v != record["caps"][k]]
     return record

@@ -18,8 +18,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SCHEMES, WAN_SHAPES, environment, save  # noqa: E402
 
-from comfyui_dit_quant.kernels.caps import detect_caps  # noqa: E402
-from comfyui_dit_quant.kernels.policy import REQUESTS, choose  # noqa: E402
+from comfyui_dit_quant.kernels.detect import detect_caps  # noqa: E402
+from comfyui_dit_quant.kernels.table import REQUESTS, choose  # noqa: E402
 from comfyui_dit_quant.quant.schemes import get_scheme  # noqa: E402
 
 

@@ -33,10 +33,10 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SCHEMES, WAN_SHAPES, bench, environment, rel_error, save, write  # noqa: E402
 
-from comfyui_dit_quant.kernels import backends  # noqa: E402
-from comfyui_dit_quant.kernels.caps import detect_caps  # noqa: E402
+from comfyui_dit_quant.kernels.detect import detect_caps  # noqa: E402
 from comfyui_dit_quant.kernels.dispatch import backend_for  # noqa: E402
-from comfyui_dit_quant.kernels.policy import candidates  # noqa: E402
+from comfyui_dit_quant.kernels.select import run_named  # noqa: E402
+from comfyui_dit_quant.kernels.table import candidates  # noqa: E402
 from comfyui_dit_quant.quant.schemes import get_scheme  # noqa: E402
 
 ROTATE = 3
@@ -111,7 +111,7 @@ def run_shape(m: int, k: int, n: int, device: torch.device, iters: int, warmup: 
         add(label, f"auto={auto}", lambda i, wq=wq, ws=ws, s=scheme: s.linear(xs[i % ROTATE], wq, ws, bias),
             auto=auto, policy=True)
         for b, listed in backends_to_time(device, name, n, k, block, auto):
-            add(label, b, lambda i, wq=wq, ws=ws, b=b, nm=name, blk=block: backends.run(
+            add(label, b, lambda i, wq=wq, ws=ws, b=b, nm=name, blk=block: run_named(
                 b, xs[i % ROTATE], wq, ws, bias, None, nm, blk, torch.bfloat16), policy=listed)
         del stored, wq, ws
     return rows

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from . import reference as ref
-from .caps import detect_caps
+from .detect import detect_caps
 
 
 def _fused(x: torch.Tensor) -> bool:

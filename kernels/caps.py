@@ -1,21 +1,12 @@
-"""``DeviceCaps``: what a device can run, as plain data, so backend decisions are a pure function of it.
+"""``DeviceCaps``: what a device can run, as plain data, so kernel choices are a pure function of it.
 
-``expected_caps`` derives the capabilities from versions alone (used for simulated devices in tests);
-``detect_caps`` does the same for a real device and then confirms each torch GEMM recipe with a one-time numeric
-probe (a tiny GEMM compared with the eager reference), so no call ever needs a try/except.
+``expected_caps`` derives the capabilities from versions alone (simulated devices in tests, and the starting point
+of ``detect.detect_caps``, which confirms them on a real device with one-time probes).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import logging
-import sys
-from dataclasses import dataclass, replace
-from functools import cache
-
-import torch
-
-log = logging.getLogger("comfyui_dit_quant")
+from dataclasses import dataclass
 
 Version = tuple[int, int]
 
@@ -76,28 +67,3 @@ def expected_caps(device_type: str, capability: Version | None = None, torch_ver
         scaled_mm=fp8, scaled_mm_rowwise=rowwise, cublas_blockwise=blockwise,
         int_mm=capability >= (8, 0), fp16_rowwise=rowwise and torch_version >= (2, 9),
     )
-
-
-def _cublas_version() -> Version:
-    """cuBLAS version of this torch build, taken as its CUDA toolkit version (cuBLAS is versioned with it)."""
-    return parse_version(torch.version.cuda)
-
-
-@cache
-def detect_caps(device_type: str, index: int = 0) -> DeviceCaps:
-    """Capabilities of a real device, cached per process; CUDA recipes are confirmed by a one-time probe."""
-    tv = parse_version(torch.__version__)
-    if device_type != "cuda":
-        return expected_caps(device_type, torch_version=tv)
-    cap = torch.cuda.get_device_capability(index)
-    caps = expected_caps("cuda", cap, tv, importlib.util.find_spec("triton") is not None, _cublas_version(),
-                         rocm=torch.version.hip is not None, windows=sys.platform == "win32")
-    from .probe import probe_caps  # imported lazily: it allocates on the device
-
-    confirmed = replace(caps, **probe_caps(caps, torch.device("cuda", index)))
-    if confirmed != caps:
-        log.warning("%s: probes disabled %s", caps.describe(),
-                    [f for f in ("scaled_mm", "scaled_mm_rowwise", "cublas_blockwise", "int_mm", "fp16_rowwise",
-                                 "triton")
-                     if getattr(caps, f) != getattr(confirmed, f)])
-    return confirmed

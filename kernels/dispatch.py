@@ -2,7 +2,7 @@
 
 ``quant_linear`` calls the ``comfyui_dit_quant::quant_linear`` custom op (``kernels/op.py``), so
 ``torch.compile(fullgraph=True)`` sees one opaque node per layer. Inside it the backend is chosen once per
-(device, scheme, shape, block, request) from the device's capabilities (``caps.py``, ``policy.py``) and cached;
+(device, scheme, shape, block, request) from the device's capabilities and the kernel table (``table.py``), cached;
 the choice is logged once and can be read back for reports with ``backend_for``.
 """
 
@@ -11,13 +11,12 @@ from __future__ import annotations
 import torch
 
 from .op import quant_linear_op
-from .policy import IMPLEMENTATIONS, REQUESTS
-from .select import select_backend
+from .select import select_kernel
+from .table import IMPLEMENTATIONS, REQUESTS, SCHEMES, Choice
 
-SCHEMES = ("fp8_tensor", "fp8_channel", "fp8_block", "fp8_weight_only", "int8")
-BACKENDS = REQUESTS  # what a caller may request; the chosen implementations are policy.IMPLEMENTATIONS
+BACKENDS = REQUESTS  # what a caller may request; the kernels that run are table.IMPLEMENTATIONS
 
-__all__ = ["BACKENDS", "IMPLEMENTATIONS", "SCHEMES", "backend_for", "quant_linear"]
+__all__ = ["BACKENDS", "IMPLEMENTATIONS", "SCHEMES", "backend_for", "choice_for", "quant_linear"]
 
 
 def _check(scheme: str, backend: str) -> None:
@@ -27,12 +26,18 @@ def _check(scheme: str, backend: str) -> None:
         raise ValueError(f"unknown backend {backend!r}; supported: {', '.join(BACKENDS)}")
 
 
-def backend_for(device: torch.device | str, scheme: str, n: int, k: int, requested: str = "auto",
-                block_n: int = 0, block_k: int = 0) -> str:
-    """The backend ``quant_linear`` uses for these arguments (cached; logs once)."""
+def choice_for(device: torch.device | str, scheme: str, n: int, k: int, requested: str = "auto",
+               block_n: int = 0, block_k: int = 0) -> Choice:
+    """The kernel ``quant_linear`` runs for these arguments, with its note and refusals (cached; logs once)."""
     _check(scheme, requested)
     device = torch.device(device)
-    return select_backend(device.type, device.index or 0, scheme, n, k, block_n, block_k, requested)
+    return select_kernel(device.type, device.index or 0, scheme, n, k, block_n, block_k, requested)
+
+
+def backend_for(device: torch.device | str, scheme: str, n: int, k: int, requested: str = "auto",
+                block_n: int = 0, block_k: int = 0) -> str:
+    """The name of the kernel ``quant_linear`` runs for these arguments."""
+    return choice_for(device, scheme, n, k, requested, block_n, block_k).backend
 
 
 def quant_linear(

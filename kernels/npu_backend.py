@@ -17,6 +17,9 @@ from types import ModuleType
 
 import torch
 
+from .caps import DeviceCaps
+from .kernel import Block, Kernel
+
 log = logging.getLogger("comfyui_dit_quant")
 
 # npu_quant_matmul: the last dimension of each operand (K of x1, N of x2) must not exceed this.
@@ -80,3 +83,15 @@ def int8_linear(x2: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tens
         output_dtype=compute,
     )
     return out if out.dtype == out_dtype else out.to(out_dtype)
+
+
+def npu_quant_matmul(x2: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None,
+                     input_scale: torch.Tensor | None, block: Block, out_dtype: torch.dtype) -> torch.Tensor:
+    return int8_linear(x2, weight, weight_scale, bias, out_dtype)
+
+
+def _fits(caps: DeviceCaps, n: int, k: int, block: Block) -> str | None:
+    return unsupported_reason(n, k)
+
+
+KERNELS = (Kernel("npu_quant_matmul", "npu", ("int8",), ("npu",), npu_quant_matmul, _fits),)

@@ -8,8 +8,7 @@ from typing import Any
 import torch
 
 from . import reference as ref
-from .backends import run
-from .select import select_backend
+from .select import select_kernel
 
 NAME = "comfyui_dit_quant::quant_linear"
 SCHEMA = ("(Tensor x, Tensor weight, Tensor weight_scale, Tensor? bias, Tensor? input_scale, str scheme, "
@@ -22,9 +21,9 @@ def _impl(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, bia
     x2 = x.reshape(-1, k)
     if x2.shape[0] == 0:
         return x.new_empty((*x.shape[:-1], n))
-    name = select_backend(x.device.type, x.device.index or 0, scheme, n, k, block_n, block_k, backend)
+    choice = select_kernel(x.device.type, x.device.index or 0, scheme, n, k, block_n, block_k, backend)
     block = (block_n, block_k) if block_n and block_k else None
-    out = run(name, x2, weight, weight_scale, bias, input_scale, scheme, block, x.dtype)
+    out = choice.run(x2, weight, weight_scale, bias, input_scale, block, x.dtype)
     return out.reshape(*x.shape[:-1], n)
 
 

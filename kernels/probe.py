@@ -1,4 +1,4 @@
-"""One-time numeric probes of the torch GEMM recipes on a real device (run once per device by ``detect_caps``).
+"""One-time numeric probes of the torch GEMM recipes on a real device (run once per device by ``detect.detect_caps``).
 
 Each probe runs a tiny GEMM on reference-quantized inputs and compares it with the eager reference: a recipe that
 raises *or* returns wrong numbers (rowwise on some sm_120 / Windows builds) is switched off for the process. The
@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 
 from . import reference as ref
-from . import torch_backend as tb
+from . import torch_gemm
 from .caps import DeviceCaps
 
 log = logging.getLogger("comfyui_dit_quant")
@@ -50,30 +50,31 @@ def probe_caps(caps: DeviceCaps, device: torch.device) -> dict[str, bool]:
         expected = ref.scaled_mm(xq, wq, xs, ws.reshape(-1), bias, BF16)
         row_s = ws.reshape(1, -1).contiguous()
         if caps.scaled_mm_rowwise:
-            ok = _agrees(lambda: tb.scaled_gemm(xq, wq, xs, row_s, bias, BF16), expected, "rowwise")
+            ok = _agrees(lambda: torch_gemm.scaled_gemm(xq, wq, xs, row_s, bias, BF16), expected, "rowwise")
             result["scaled_mm_rowwise"] = ok
             result["fp16_rowwise"] = ok and caps.fp16_rowwise and _agrees(
-                lambda: tb.scaled_gemm(xq, wq, xs, row_s, bias.half(), torch.float16), expected, "rowwise fp16")
+                lambda: torch_gemm.scaled_gemm(xq, wq, xs, row_s, bias.half(), torch.float16), expected, "rowwise fp16")
         if caps.scaled_mm:
             ts = ws.amax().reshape(())
             wt = ref.cast_fp8(w, ts)
             xt, xts = ref.quant_fp8_per_tensor(x)
             exp_t = ref.scaled_mm(xt, wt, xts, ts, bias, BF16)
-            result["scaled_mm"] = _agrees(lambda: tb.scaled_gemm(xt, wt, xts, ts, bias, BF16), exp_t, "tensorwise")
+            result["scaled_mm"] = _agrees(lambda: torch_gemm.scaled_gemm(xt, wt, xts, ts, bias, BF16), exp_t,
+                                          "tensorwise")
     if caps.cublas_blockwise:
         wb = ref.amax_to_scale(ref.block_amax(w, 128, 128), ref.FP8_MAX)
         wbq = ref.cast_fp8(w, ref.expand_blocks(wb, n, k, 128, 128))
         xg, xgs = ref.quant_fp8_per_group(x, 128)
         exp_b = ref.block_scaled_mm(xg, wbq, xgs, wb, 128, 128, bias, BF16)
         xgs_m = xgs.t().contiguous().t()
-        result["cublas_blockwise"] = _agrees(lambda: tb.blockwise_gemm(xg, wbq, xgs_m, wb, bias, BF16), exp_b,
+        result["cublas_blockwise"] = _agrees(lambda: torch_gemm.blockwise_gemm(xg, wbq, xgs_m, wb, bias, BF16), exp_b,
                                              "blockwise")
     if caps.int_mm:
         iscale = ref.amax_to_scale(w.abs().amax(dim=1, keepdim=True), ref.INT8_MAX)
         wi = ref.cast_int8(w, iscale)
         xi, xis = ref.quant_int8_per_token(x)
         exp_i = ref.scaled_mm(xi, wi, xis, iscale.reshape(-1), bias, BF16)
-        result["int_mm"] = _agrees(lambda: tb.int_gemm(xi[:5], wi, xis[:5], iscale, bias, BF16), exp_i[:5],
+        result["int_mm"] = _agrees(lambda: torch_gemm.int_gemm(xi[:5], wi, xis[:5], iscale, bias, BF16), exp_i[:5],
                                    "int_mm")
     if caps.triton:
         result["triton"] = _triton_works(caps, x, w, bias)

@@ -1,10 +1,6 @@
-"""GEMM backends built on torch ops: ``torch._scaled_mm`` (tensorwise, rowwise, blockwise), ``torch._int_mm`` and
-a dequantize-then-``F.linear`` weight-only path.
-
-Weights are stored [N, K] row-major, so ``weight.t()`` is the column-major B these GEMMs want, without a copy.
-``*_gemm`` functions take already-quantized activations; the runners (``x2`` [M, K] → [M, N] in ``out_dtype``)
-quantize them first (fused Triton kernels on CUDA, the reference elsewhere).
-"""
+"""Kernels built on torch ops: ``torch._scaled_mm`` (tensorwise, rowwise, blockwise), ``torch._int_mm`` and a
+dequantize-then-``F.linear`` weight-only path. Each runner quantizes the activations (fused Triton kernels on CUDA,
+the reference elsewhere: ``act_quant``) and calls a GEMM primitive (``torch_gemm``)."""
 
 from __future__ import annotations
 
@@ -13,83 +9,99 @@ import torch.nn.functional as F
 
 from . import act_quant
 from . import reference as ref
+from .caps import DeviceCaps
+from .kernel import Block, Kernel
+from .torch_gemm import HALF, blockwise_gemm, int_gemm, scaled_gemm
 
-INT_MM_MIN_M = 17  # CUDA _int_mm needs M > 16: smaller inputs are zero-padded (exact)
-HALF = (torch.bfloat16, torch.float16)
-
-
-def _epilogue(out: torch.Tensor, bias: torch.Tensor | None, out_dtype: torch.dtype) -> torch.Tensor:
-    out = out.float()
-    if bias is not None:
-        out = out + bias.float()
-    return out.to(out_dtype)
-
-
-def scaled_gemm(x_q: torch.Tensor, weight: torch.Tensor, x_s: torch.Tensor, w_s: torch.Tensor,
-                bias: torch.Tensor | None, out_dtype: torch.dtype,
-                native: tuple[torch.dtype, ...] = HALF) -> torch.Tensor:
-    """``torch._scaled_mm`` for tensorwise ([] x []) or rowwise ([M, 1] x [1, N]) scales; the bias is fused when
-    ``out_dtype`` is in ``native``, else the GEMM writes float32 and bias + cast follow."""
-    if out_dtype in native:
-        fused_bias = None if bias is None else bias.to(out_dtype)
-        return torch._scaled_mm(x_q, weight.t(), x_s, w_s, bias=fused_bias, out_dtype=out_dtype)
-    return _epilogue(torch._scaled_mm(x_q, weight.t(), x_s, w_s, out_dtype=torch.float32), bias, out_dtype)
-
-
-def blockwise_gemm(x_q: torch.Tensor, weight: torch.Tensor, x_s: torch.Tensor, w_s: torch.Tensor,
-                   bias: torch.Tensor | None, out_dtype: torch.dtype) -> torch.Tensor:
-    """cuBLAS 1x128 x 128x128: ``x_s`` [M, K/128] M-major, ``w_s`` our [N/128, K/128] grid passed transposed."""
-    out = torch._scaled_mm(x_q, weight.t(), x_s, w_s.float().t(), out_dtype=torch.bfloat16)
-    return out if bias is None and out_dtype == torch.bfloat16 else _epilogue(out, bias, out_dtype)
-
-
-def int_gemm(x_q: torch.Tensor, weight: torch.Tensor, x_s: torch.Tensor, w_s: torch.Tensor,
-             bias: torch.Tensor | None, out_dtype: torch.dtype) -> torch.Tensor:
-    """int32 ``_int_mm``, then per-token x per-channel scales and bias in float32."""
-    m = x_q.shape[0]
-    if m < INT_MM_MIN_M:
-        x_q = F.pad(x_q, (0, 0, 0, INT_MM_MIN_M - m))
-    acc = torch._int_mm(x_q, weight.t())[:m]
-    out = acc.float().mul_(x_s.float()).mul_(w_s.float().reshape(1, -1))
-    return _epilogue(out, bias, out_dtype)
-
-
-# --- runners: (x2, weight, weight_scale, bias, input_scale, block, out_dtype) -> out ------------------------
+CUBLAS_BLOCK = (128, 128)
+TORCH_DEVICES = ("cuda", "cpu")
+NO_FP8_NOTE = "no FP8 tensor cores: weight-only FP8, activations unquantized"
 
 
 def scaled_mm_tensorwise(x2: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor,
-                         bias: torch.Tensor | None, input_scale: torch.Tensor | None,
-                         block: tuple[int, int] | None, out_dtype: torch.dtype) -> torch.Tensor:
+                         bias: torch.Tensor | None, input_scale: torch.Tensor | None, block: Block,
+                         out_dtype: torch.dtype) -> torch.Tensor:
     x_q, x_s = act_quant.fp8_per_tensor(x2, input_scale)
     return scaled_gemm(x_q, weight, x_s, weight_scale.float().reshape(()), bias, out_dtype)
 
 
 def scaled_mm_rowwise(x2: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor,
-                      bias: torch.Tensor | None, input_scale: torch.Tensor | None,
-                      block: tuple[int, int] | None, out_dtype: torch.dtype, fp16_out: bool = True) -> torch.Tensor:
+                      bias: torch.Tensor | None, input_scale: torch.Tensor | None, block: Block,
+                      out_dtype: torch.dtype, fp16_out: bool = True) -> torch.Tensor:
     """``fp16_out=False``: this torch build's rowwise GEMM writes no fp16, so fp16 goes through float32."""
     x_q, x_s = act_quant.fp8_per_token(x2)
     return scaled_gemm(x_q, weight, x_s.contiguous(), weight_scale.float().reshape(1, -1).contiguous(), bias,
                        out_dtype, HALF if fp16_out else (torch.bfloat16,))
 
 
+def scaled_mm_rowwise_bf16_out(x2: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor,
+                               bias: torch.Tensor | None, input_scale: torch.Tensor | None, block: Block,
+                               out_dtype: torch.dtype) -> torch.Tensor:
+    return scaled_mm_rowwise(x2, weight, weight_scale, bias, input_scale, block, out_dtype, fp16_out=False)
+
+
 def scaled_mm_blockwise(x2: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor,
-                        bias: torch.Tensor | None, input_scale: torch.Tensor | None,
-                        block: tuple[int, int] | None, out_dtype: torch.dtype) -> torch.Tensor:
+                        bias: torch.Tensor | None, input_scale: torch.Tensor | None, block: Block,
+                        out_dtype: torch.dtype) -> torch.Tensor:
     x_q, x_s = act_quant.fp8_per_group(x2, 128, m_major=True)
     return blockwise_gemm(x_q, weight, x_s, weight_scale, bias, out_dtype)
 
 
 def int_mm(x2: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None,
-           input_scale: torch.Tensor | None, block: tuple[int, int] | None, out_dtype: torch.dtype) -> torch.Tensor:
+           input_scale: torch.Tensor | None, block: Block, out_dtype: torch.dtype) -> torch.Tensor:
     x_q, x_s = act_quant.int8_per_token(x2)
     return int_gemm(x_q, weight, x_s, weight_scale, bias, out_dtype)
 
 
 def dequant_mm(x2: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None,
-               input_scale: torch.Tensor | None, block: tuple[int, int] | None, out_dtype: torch.dtype
-               ) -> torch.Tensor:
+               input_scale: torch.Tensor | None, block: Block, out_dtype: torch.dtype) -> torch.Tensor:
     """Weight dequantized to the activation dtype (one temporary [N, K]), then a plain ``F.linear``."""
     dtype = x2.dtype if x2.dtype in HALF else torch.float32
     w = ref.dequantize_weight(weight, weight_scale, block, dtype)
     return F.linear(x2.to(dtype), w, None if bias is None else bias.to(dtype)).to(out_dtype)
+
+
+# --- requirements ---------------------------------------------------------------------------------------------
+
+
+def _needs(flag: str, what: str):
+    def requires(caps: DeviceCaps, n: int, k: int, block: Block) -> str | None:
+        return None if getattr(caps, flag) else f"no {what} on {caps.describe()}"
+    return requires
+
+
+def _rowwise_fp16(caps: DeviceCaps, n: int, k: int, block: Block) -> str | None:
+    if not caps.scaled_mm_rowwise:
+        return f"no rowwise torch._scaled_mm on {caps.describe()}"
+    return None if caps.device_type != "cuda" or caps.fp16_rowwise else "rowwise GEMM writes no fp16 here"
+
+
+def _cublas_blockwise(caps: DeviceCaps, n: int, k: int, block: Block) -> str | None:
+    if not caps.cublas_blockwise:
+        return f"no cuBLAS blockwise scaling on {caps.describe()}"
+    if block != CUBLAS_BLOCK:
+        return f"cuBLAS takes 128x128 weight blocks only (layer has {block})"
+    if n % 128 or k % 128:
+        return f"cuBLAS blockwise needs N, K multiples of 128 (N={n}, K={k})"
+    return None
+
+
+def _no_fp8_cores(caps: DeviceCaps, n: int, k: int, block: Block) -> str | None:
+    return None if not caps.fp8_tensor_cores else "the device has FP8 tensor cores"
+
+
+KERNELS = (
+    Kernel("scaled_mm_tensorwise", "torch", ("fp8_tensor",), TORCH_DEVICES, scaled_mm_tensorwise,
+           _needs("scaled_mm", "torch._scaled_mm")),
+    Kernel("scaled_mm_rowwise", "torch", ("fp8_channel",), TORCH_DEVICES, scaled_mm_rowwise, _rowwise_fp16),
+    Kernel("scaled_mm_rowwise", "torch", ("fp8_channel",), TORCH_DEVICES, scaled_mm_rowwise_bf16_out,
+           _needs("scaled_mm_rowwise", "rowwise torch._scaled_mm")),
+    Kernel("scaled_mm_blockwise", "torch", ("fp8_block",), TORCH_DEVICES, scaled_mm_blockwise, _cublas_blockwise),
+    Kernel("int_mm", "torch", ("int8",), TORCH_DEVICES, int_mm, _needs("int_mm", "torch._int_mm")),
+)
+# after the Triton kernels: dequantize + bf16 GEMM, for weight-only and for FP8 schemes without FP8 tensor cores
+FALLBACK_KERNELS = (
+    Kernel("dequant_mm", "torch", ("fp8_weight_only",), TORCH_DEVICES, dequant_mm),
+    Kernel("dequant_mm", "torch", ("fp8_tensor", "fp8_channel", "fp8_block"), ("cuda",), dequant_mm,
+           _no_fp8_cores, NO_FP8_NOTE),
+)

@@ -216,17 +216,17 @@ def check_weight_only_gemm(m: int, n: int, k: int, dtype: torch.dtype, bias: boo
 def check_backend_end_to_end(backend: str, scheme: str, block: tuple[int, int] | None, m: int = 17, n: int = 72,
                              k: int = 200, dtype: torch.dtype = torch.bfloat16,
                              device: torch.device | str = "cpu") -> float:
-    from comfyui_dit_quant.kernels.backends import eager
+    from comfyui_dit_quant.kernels.eager_backend import eager
+    from comfyui_dit_quant.kernels.table import kernel_named
     from comfyui_dit_quant.quant.schemes import get_scheme
 
-    _, _, tb = _triton()
     opts = {"block_size": block} if scheme == "fp8_block" else {}
     if scheme == "fp8_weight_only":
         opts = {"granularity": "block", "block_size": block}
     x, w, b = inputs(m, n, k, dtype, 40, device)
     stored = get_scheme(scheme, **opts).quantize(w)
     wq, ws = stored["weight"], stored["weight_scale"]
-    out = tb.run(backend, scheme, x, wq, ws, b, None, block, dtype)
+    out = kernel_named(backend, scheme).run(x, wq, ws, b, None, block, dtype)
     assert out.dtype == dtype and out.shape == (m, n)
     twin = "fp8_weight_only" if backend == "triton_weight_only" else scheme  # sm_80 fallback: weight-only numbers
     err = rel_err(out, eager(x, wq, ws, b, None, twin, block, dtype))

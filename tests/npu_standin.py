@@ -91,8 +91,10 @@ def route_through_npu(monkeypatch: pytest.MonkeyPatch) -> None:
     """Treat CPU tensors as NPU tensors for the pack: INT8 linears dispatch to the NPU backend and
     ``prepare_weight`` lays INT8 codes out as on an NPU. The stand-in must be installed too."""
     from comfyui_dit_quant.kernels import npu_backend, op
+    from comfyui_dit_quant.kernels.table import Choice, kernel_named
 
-    real = op.select_backend
-    monkeypatch.setattr(op, "select_backend", lambda device_type, index, scheme, *rest: (
-        "npu_quant_matmul" if scheme == "int8" else real(device_type, index, scheme, *rest)))
+    real = op.select_kernel
+    npu = Choice(kernel_named("npu_quant_matmul", "int8"))
+    monkeypatch.setattr(op, "select_kernel", lambda device_type, index, scheme, *rest: (
+        npu if scheme == "int8" else real(device_type, index, scheme, *rest)))
     monkeypatch.setattr(npu_backend, "on_npu", lambda t: True)

@@ -1,4 +1,4 @@
-"""Backend decisions as a pure function of simulated devices (``expected_caps`` + ``policy.choose``), and the
+"""Backend decisions as a pure function of simulated devices (``expected_caps`` + ``table.choose``), and the
 cached selection on the real (CPU) device."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 
 from comfyui_dit_quant.kernels.caps import DeviceCaps, expected_caps, parse_version
 from comfyui_dit_quant.kernels.dispatch import backend_for
-from comfyui_dit_quant.kernels.policy import IMPLEMENTATIONS, choose
+from comfyui_dit_quant.kernels.table import IMPLEMENTATIONS, choose
 
 H100 = expected_caps("cuda", (9, 0), (2, 9), cublas_version=(12, 9))
 H100_OLD_TORCH = expected_caps("cuda", (9, 0), (2, 8), cublas_version=(12, 9))

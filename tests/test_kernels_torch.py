@@ -8,8 +8,9 @@ import torch
 
 from comfyui_dit_quant.kernels import reference as ref
 from comfyui_dit_quant.kernels import torch_backend as tb
-from comfyui_dit_quant.kernels.backends import eager
+from comfyui_dit_quant.kernels import torch_gemm
 from comfyui_dit_quant.kernels.dispatch import backend_for, quant_linear
+from comfyui_dit_quant.kernels.eager_backend import eager
 from comfyui_dit_quant.quant.schemes import get_scheme
 
 TOL = 1e-3
@@ -62,7 +63,7 @@ def test_int_mm_pads_small_m_exactly() -> None:
     xq = torch.randint(-127, 128, (3, 64), generator=gen, dtype=torch.int8)
     wq = torch.randint(-127, 128, (48, 64), generator=gen, dtype=torch.int8)
     xs, ws = torch.rand(3, 1) + 0.5, torch.rand(48) + 0.5
-    out = tb.int_gemm(xq, wq, xs, ws, None, torch.float32)
+    out = torch_gemm.int_gemm(xq, wq, xs, ws, None, torch.float32)
     torch.testing.assert_close(out, ref.scaled_mm(xq, wq, xs, ws, None, torch.float32))
 
 

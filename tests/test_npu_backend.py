@@ -11,11 +11,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from comfyui_dit_quant.kernels import backends, npu_backend
+from comfyui_dit_quant.kernels import npu_backend
 from comfyui_dit_quant.kernels import reference as ref
-from comfyui_dit_quant.kernels.caps import detect_caps, expected_caps
-from comfyui_dit_quant.kernels.policy import choose
-from comfyui_dit_quant.kernels.select import select_backend
+from comfyui_dit_quant.kernels.caps import expected_caps
+from comfyui_dit_quant.kernels.detect import detect_caps
+from comfyui_dit_quant.kernels.eager_backend import eager
+from comfyui_dit_quant.kernels.select import run_named, select_kernel
+from comfyui_dit_quant.kernels.table import choose
 from comfyui_dit_quant.quant.linear import QuantLinear
 from comfyui_dit_quant.quant.schemes import Int8
 
@@ -51,8 +53,8 @@ def test_int8_linear_matches_eager_with_prepared_weight(monkeypatch: pytest.Monk
     prepared = kn.t()  # what prepare_weight makes on an NPU: [N, K] over contiguous [K, N] storage
     assert npu_backend.is_prepared(prepared) and not npu_backend.is_prepared(w)
     x = torch.randn(40, 128, generator=torch.Generator().manual_seed(1)).to(dtype)
-    out = backends.run("npu_quant_matmul", x, prepared, s, b.to(dtype), None, "int8", None, dtype)
-    expected = backends.eager(x, w, s, b.to(dtype), None, "int8", None, dtype)
+    out = run_named("npu_quant_matmul", x, prepared, s, b.to(dtype), None, "int8", None, dtype)
+    expected = eager(x, w, s, b.to(dtype), None, "int8", None, dtype)
     assert out.dtype == dtype and out.shape == (40, 96)
     assert _rel(out, expected) < (1e-2 if dtype == torch.float32 else 2e-2)  # fp32 runs the operators in bf16
     (dq_name, dq_args), (mm_name, mm_args) = npu.calls
@@ -68,7 +70,7 @@ def test_unprepared_weight_still_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     w, s, b = _layer()
     x = torch.randn(3, 128).to(torch.bfloat16)
     out = npu_backend.int8_linear(x, w, s, None, torch.bfloat16)
-    assert _rel(out, backends.eager(x, w, s, None, None, "int8", None, torch.bfloat16)) < 2e-2
+    assert _rel(out, eager(x, w, s, None, None, "int8", None, torch.bfloat16)) < 2e-2
 
 
 def test_prepare_weight_only_touches_int8_on_npu(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -86,12 +88,12 @@ def test_quant_linear_module_through_the_npu_path(monkeypatch: pytest.MonkeyPatc
     lin = torch.nn.Linear(128, 96).to(torch.bfloat16)
     q = QuantLinear.from_linear(lin, Int8())
     x = torch.randn(2, 7, 128).to(torch.bfloat16)
-    eager = q(x)
+    ref_out = q(x)
     npu = npu_standin.install(monkeypatch)
     npu_standin.route_through_npu(monkeypatch)
     out = q(x)
     assert out.shape == (2, 7, 96) and [c[0] for c in npu.calls] == ["npu_dynamic_quant", "npu_quant_matmul"]
-    assert _rel(out, eager) < 2e-2
+    assert _rel(out, ref_out) < 2e-2
     assert F.cosine_similarity(out.float().flatten(), lin(x).float().flatten(), dim=0) > 0.999
 
 
@@ -103,7 +105,7 @@ def test_npu_dispatch_needs_no_cuda_and_respects_operator_limits(monkeypatch: py
                  "get_device_properties", "synchronize"):
         monkeypatch.setattr(torch.cuda, name, no_cuda)
     assert detect_caps("npu", 0).npu_int8
-    assert select_backend("npu", 0, "int8", 5120, 13824, 0, 0, "auto") == "npu_quant_matmul"
+    assert select_kernel("npu", 0, "int8", 5120, 13824, 0, 0, "auto").backend == "npu_quant_matmul"
     assert choose(NPU, "int8", 5120, 5120).backend == "npu_quant_matmul"
     big = choose(NPU, "int8", 65552, 5120)
     assert big.backend == "eager" and "65535" in big.note

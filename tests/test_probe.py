@@ -11,8 +11,8 @@ import torch
 
 from comfyui_dit_quant.kernels import reference as ref
 from comfyui_dit_quant.kernels.caps import DeviceCaps, expected_caps
-from comfyui_dit_quant.kernels.policy import choose
 from comfyui_dit_quant.kernels.probe import probe_caps
+from comfyui_dit_quant.kernels.table import choose
 
 pytest.importorskip("triton")
 CPU = torch.device("cpu")

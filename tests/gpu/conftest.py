@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from comfyui_dit_quant.kernels.caps import DeviceCaps, detect_caps
+from comfyui_dit_quant.kernels.caps import DeviceCaps
+from comfyui_dit_quant.kernels.detect import detect_caps
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -56,5 +57,5 @@ def cuda() -> torch.device:
 
 @pytest.fixture(scope="session")
 def caps(cuda: torch.device) -> DeviceCaps:
-    """The probed capabilities of the device (``kernels.caps.detect_caps``)."""
+    """The probed capabilities of the device (``kernels.detect.detect_caps``)."""
     return detect_caps("cuda", cuda.index or 0)

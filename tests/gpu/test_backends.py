@@ -2,7 +2,7 @@
 
 - The torch recipes on already-quantized operands (``torch._scaled_mm`` tensorwise / rowwise / cuBLAS blockwise,
   ``torch._int_mm``) against the eager reference on the same inputs, where the probed capabilities allow them.
-- Every runner of ``kernels.backends.run`` (torch and Triton: fused activation quantization + GEMM) against the
+- Every runner of ``kernels.select.run_named`` (torch and Triton: fused activation quantization + GEMM) against the
   eager backend on the same quantized weight (relative error < 1e-3), and against float32 ``F.linear`` on the
   original weight (the quantization error itself: relative error < 6e-2 FP8 / 2e-2 INT8, cosine > 0.998).
 
@@ -31,10 +31,11 @@ from kernel_cases import (  # noqa: E402
     scaled_operands,
 )
 
-from comfyui_dit_quant.kernels import backends  # noqa: E402
 from comfyui_dit_quant.kernels import reference as ref  # noqa: E402
-from comfyui_dit_quant.kernels import torch_backend as tb  # noqa: E402
+from comfyui_dit_quant.kernels import torch_gemm as tb  # noqa: E402
 from comfyui_dit_quant.kernels.caps import DeviceCaps  # noqa: E402
+from comfyui_dit_quant.kernels.eager_backend import eager  # noqa: E402
+from comfyui_dit_quant.kernels.select import run_named  # noqa: E402
 from comfyui_dit_quant.quant.schemes import get_scheme  # noqa: E402
 
 N, K = 384, 640
@@ -68,7 +69,7 @@ def test_scaled_mm_rowwise(m: int, dtype: torch.dtype, bias: bool, caps: DeviceC
     x, w, b = inputs(m, N, K, dtype, 60 + m, cuda)
     xq, xs, wq, ws = scaled_operands("fp8_token", x, w)
     b = b if bias else None
-    native = tb.HALF if caps.fp16_rowwise else (torch.bfloat16,)  # as backends.run passes it
+    native = tb.HALF if caps.fp16_rowwise else (torch.bfloat16,)  # as the two scaled_mm_rowwise entries do
     out = tb.scaled_gemm(xq, wq, xs.contiguous(), ws.reshape(1, -1).contiguous(), b, dtype, native)
     assert out.dtype == dtype and out.shape == (m, N)
     assert rel_err(out, ref.scaled_mm(xq, wq, xs, ws, b, dtype)) < TOL
@@ -156,7 +157,7 @@ def test_runner_end_to_end(runner: str, scheme_name: str, opts: dict, field: str
     stored = scheme.quantize(w)
     wq, ws = stored["weight"], stored["weight_scale"]
     assert wq.device == ws.device == x.device
-    out = backends.run(runner, x, wq, ws, b, None, scheme_name, scheme.block, dtype)
+    out = run_named(runner, x, wq, ws, b, None, scheme_name, scheme.block, dtype)
     assert out.dtype == dtype and out.shape == (m, N) and out.device == x.device
     if runner == "dequant_mm":
         # Its twin: the same GEMM on the weight dequantized to the activation dtype (the path's own rounding).
@@ -164,7 +165,7 @@ def test_runner_end_to_end(runner: str, scheme_name: str, opts: dict, field: str
         expected = ref.weight_only_mm(x, w_half, torch.ones((), device=cuda), None, b, dtype)
     else:
         twin = "fp8_weight_only" if runner == "triton_weight_only" else scheme_name
-        expected = backends.eager(x, wq, ws, b, None, twin, scheme.block, dtype)
+        expected = eager(x, wq, ws, b, None, twin, scheme.block, dtype)
     err = rel_err(out, expected)
     assert err < TOL, f"vs eager on the same quantized weight: relative error {err:.3g}"
     exact = F.linear(x.float(), w, None if b is None else b.float())

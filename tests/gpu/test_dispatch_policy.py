@@ -27,11 +27,13 @@ if (_reason := gpu_skip_reason()) is not None:
 
 from kernel_cases import GPU_MS, GPU_SCHEMES, TOL, block_weight, inputs, rel_err  # noqa: E402
 
-from comfyui_dit_quant.kernels import backends  # noqa: E402
-from comfyui_dit_quant.kernels.caps import DeviceCaps, _cublas_version, expected_caps, parse_version  # noqa: E402
+from comfyui_dit_quant.kernels.caps import DeviceCaps, expected_caps, parse_version  # noqa: E402
+from comfyui_dit_quant.kernels.detect import cublas_version  # noqa: E402
 from comfyui_dit_quant.kernels.dispatch import backend_for, quant_linear  # noqa: E402
-from comfyui_dit_quant.kernels.policy import IMPLEMENTATIONS, REQUESTS, choose  # noqa: E402
+from comfyui_dit_quant.kernels.eager_backend import eager  # noqa: E402
 from comfyui_dit_quant.kernels.probe import probe_caps  # noqa: E402
+from comfyui_dit_quant.kernels.select import run_named  # noqa: E402
+from comfyui_dit_quant.kernels.table import IMPLEMENTATIONS, REQUESTS, choose  # noqa: E402
 from comfyui_dit_quant.quant.schemes import get_scheme  # noqa: E402
 
 SCHEMES = GPU_SCHEMES
@@ -42,7 +44,7 @@ N, K = 384, 640
 def _expected(cuda: torch.device) -> DeviceCaps:
     """What the version rules promise for this device (``detect_caps`` before its probes)."""
     return expected_caps("cuda", torch.cuda.get_device_capability(cuda), parse_version(torch.__version__),
-                         importlib.util.find_spec("triton") is not None, _cublas_version(),
+                         importlib.util.find_spec("triton") is not None, cublas_version(),
                          rocm=torch.version.hip is not None, windows=sys.platform == "win32")
 
 
@@ -68,7 +70,7 @@ def test_probes_confirm_expected_caps(caps: DeviceCaps, cuda: torch.device) -> N
     disabled = [k for k, ok in probed.items() if getattr(expected, k) and not ok]
     assert not disabled, f"probes disabled {disabled} on {expected.describe()} (see the log for each probe's error)"
     assert caps == replace(expected, **probed)
-    if expected.capability == (9, 0) and expected.torch_version >= (2, 9) and _cublas_version() >= (12, 9):
+    if expected.capability == (9, 0) and expected.torch_version >= (2, 9) and cublas_version() >= (12, 9):
         assert caps.cublas_blockwise and caps.scaled_mm_rowwise and caps.int_mm and caps.triton
 
 
@@ -204,10 +206,10 @@ def test_other_devices_choices_compute_right_here(label: str, name: str, opts: d
         choice = choose(sim, name, N, K, scheme.block)
         if not runnable.get(choice.backend, True) or (choice.backend.startswith("triton") and not caps.triton):
             continue
-        out = backends.run(choice.backend, x, wq, ws, b, None, name, scheme.block, torch.bfloat16)
+        out = run_named(choice.backend, x, wq, ws, b, None, name, scheme.block, torch.bfloat16)
         # A weight-only fallback for an FP8 scheme computes weight-only numbers (activations unquantized).
         twin = "fp8_weight_only" if choice.backend in ("triton_weight_only", "dequant_mm") else name
-        expected = backends.eager(x, wq, ws, b, None, twin, scheme.block, torch.bfloat16)
+        expected = eager(x, wq, ws, b, None, twin, scheme.block, torch.bfloat16)
         err = rel_err(out, expected)
         print(f"{label} on {device}: {choice.backend} ({choice.note or 'native'}); relative error {err:.3g}")
         assert err < _tol(choice.backend), f"{label} on {device}: {choice.backend}: relative error {err:.3g}"
@@ -221,10 +223,10 @@ def test_forcing_blockwise_on_unsupported_blocks_raises(caps: DeviceCaps, cuda: 
     wq, ws = block_weight(w, (64, 64))
     x, _, _ = inputs(64, N, K, torch.bfloat16, 700, cuda)
     try:
-        out = backends.run("scaled_mm_blockwise", x, wq, ws, b, None, "fp8_block", (64, 64), torch.bfloat16)
+        out = run_named("scaled_mm_blockwise", x, wq, ws, b, None, "fp8_block", (64, 64), torch.bfloat16)
     except (RuntimeError, ValueError) as e:
         print(f"raised as it should: {type(e).__name__}: {str(e).splitlines()[0]}")
         return
-    err = rel_err(out, backends.eager(x, wq, ws, b, None, "fp8_block", (64, 64), torch.bfloat16))
+    err = rel_err(out, eager(x, wq, ws, b, None, "fp8_block", (64, 64), torch.bfloat16))
     assert err < TOL, f"scaled_mm_blockwise accepted 64x64 block scales and returned wrong numbers ({err:.3g})"
 
