@@ -17,15 +17,12 @@ from typing import Any
 
 import torch
 
+from comfyui_dit_quant.quant.schemes import CHOICES
+
 ROOT = Path(__file__).resolve().parent.parent
 # (label, scheme, options): the schemes the benchmarks time, in this order.
 SCHEMES: list[tuple[str, str, dict[str, Any]]] = [
-    ("fp8_tensor", "fp8_tensor", {}),
-    ("fp8_channel", "fp8_channel", {}),
-    ("fp8_block", "fp8_block", {"block_size": "128x128"}),
-    ("int8", "int8", {}),
-    ("fp8_weight_only", "fp8_weight_only", {}),
-    ("fp8_weight_only-block", "fp8_weight_only", {"granularity": "block", "block_size": "128x128"}),
+    (c.key, c.scheme, {**dict(c.options), **({"block_size": "128x128"} if c.uses_block else {})}) for c in CHOICES
 ]
 WAN_SHAPES = [(5120, 5120), (5120, 13824), (13824, 5120)]  # (K, N) of Wan 14B: attention, FFN up, FFN down
 

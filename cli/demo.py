@@ -23,7 +23,7 @@ from torch import nn
 
 from ..quant.families import preset_ignore, preset_weight_only
 from ..quant.model import quantize_model, tensor_bytes
-from ..quant.schemes import Scheme, get_scheme
+from ..quant.schemes import CHOICES, Scheme, SchemeChoice
 from .tiny_models import TINY_MODELS, Inputs, run_model
 
 # The tiny models are 128 wide: a 128x128 block would be one block per layer (= per-tensor), so the demo uses
@@ -33,25 +33,20 @@ TINY_BLOCK = "32x32"
 
 @dataclass(frozen=True)
 class DemoScheme:
-    """One demo row: a scheme name and options, and a note for the table."""
+    """One demo row: a registry choice (block schemes at the tiny block size), and a note for the table."""
 
-    name: str
-    options: tuple[tuple[str, str], ...] = ()
-    note: str = ""
+    choice: SchemeChoice
+
+    @property
+    def note(self) -> str:
+        return f"{self.choice.label}, {TINY_BLOCK} (tiny dims; 128x128 on real)" if self.choice.uses_block \
+            else self.choice.label
 
     def build(self) -> Scheme:
-        return get_scheme(self.name, **dict(self.options))
+        return self.choice.build(TINY_BLOCK if self.choice.uses_block else None)
 
 
-DEMO_SCHEMES: dict[str, DemoScheme] = {
-    "fp8_tensor": DemoScheme("fp8_tensor"),
-    "fp8_channel": DemoScheme("fp8_channel"),
-    "fp8_block": DemoScheme("fp8_block", (("block_size", TINY_BLOCK),), f"{TINY_BLOCK} (tiny dims; 128x128 on real)"),
-    "fp8_weight_only": DemoScheme("fp8_weight_only", (("granularity", "channel"),), "per-channel"),
-    "fp8_weight_only_block": DemoScheme("fp8_weight_only", (("granularity", "block"), ("block_size", TINY_BLOCK)),
-                                        f"block {TINY_BLOCK}"),
-    "int8": DemoScheme("int8"),
-}
+DEMO_SCHEMES: dict[str, DemoScheme] = {c.key: DemoScheme(c) for c in CHOICES}
 
 
 def compare(out: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:

@@ -10,7 +10,7 @@ from ..quant.formats.safetensors_io import CheckpointError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .quantize_cmd import SCHEME_CHOICES
+    from .quantize_cmd import SCHEME_CHOICES, SCHEME_HELP
 
     p = argparse.ArgumentParser(prog="python -m comfyui_dit_quant",
                                 description="FP8 / INT8 quantization of diffusion transformers (Wan, Qwen-Image, "
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("quantize", help="quantize a bf16/fp16/fp32 safetensors checkpoint (streamed, atomic)")
     q.add_argument("input")
     q.add_argument("output")
-    q.add_argument("--scheme", required=True, choices=SCHEME_CHOICES)
+    q.add_argument("--scheme", required=True, choices=SCHEME_CHOICES, help=SCHEME_HELP)
     q.add_argument("--block-size", default=None, help="BNxBK for block schemes (default 128x128)")
     q.add_argument("--ignore", action="append", default=[],
                    help="layers kept in high precision: names, globs, re:REGEX or bare words (repeatable, "

@@ -6,20 +6,18 @@ import argparse
 import sys
 
 from ..quant.convert import convert_file
-from ..quant.schemes import SCHEME_NAMES, get_scheme
+from ..quant.schemes import CHOICE_KEYS, CHOICES, Scheme, choice
 
-SCHEME_CHOICES = (*SCHEME_NAMES, "fp8_weight_only_block")
+SCHEME_CHOICES = CHOICE_KEYS
+SCHEME_HELP = "; ".join(f"{c.key}: {c.label}" for c in CHOICES)
 
 
-def build_scheme(name: str, block_size: str | None):
+def build_scheme(name: str, block_size: str | None) -> Scheme:
     """Map a CLI scheme name (+ block size) to a scheme object."""
-    if name == "fp8_weight_only_block":
-        return get_scheme("fp8_weight_only", granularity="block", block_size=block_size)
-    if name == "fp8_block":
-        return get_scheme("fp8_block", block_size=block_size)
-    if block_size is not None:
-        raise ValueError(f"--block-size applies to fp8_block and fp8_weight_only_block, not {name}")
-    return get_scheme(name)
+    c = choice(name)
+    if block_size is not None and not c.uses_block:
+        raise ValueError(f"--block-size applies to {', '.join(x.key for x in CHOICES if x.uses_block)}, not {name}")
+    return c.build(block_size)
 
 
 def quantize_command(args: argparse.Namespace) -> int:

@@ -127,3 +127,20 @@ def test_backend_for_on_cpu_is_cached_and_logged_once(caplog: pytest.LogCaptureF
     assert backend_for("cpu", "int8", 64, 64, "torch") == "int_mm"
     with pytest.raises(ValueError, match="unknown backend"):
         backend_for("cpu", "int8", 64, 64, "cuda")
+
+
+def test_kernel_table_runs_exactly_the_registry_schemes() -> None:
+    from comfyui_dit_quant.kernels.table import KERNELS, SCHEMES
+    from comfyui_dit_quant.quant.schemes import CHOICES, SCHEME_NAMES
+
+    assert set(SCHEMES) == set(SCHEME_NAMES) == {c.scheme for c in CHOICES}
+    for scheme in SCHEMES:  # every scheme has its eager reference, last in the table
+        assert [k.family for k in KERNELS if scheme in k.schemes][-1] == "eager"
+
+
+def test_choice_carries_the_refusals_of_better_kernels() -> None:
+    c = choose(ADA, "fp8_block", 5120, 13824, B128)
+    assert c.backend == "triton_block" and c.kernel.family == "triton"
+    assert [name for name, _ in c.refused] == ["scaled_mm_blockwise"] and "cuBLAS" in c.refused[0][1]
+    t4 = choose(T4, "int8", 5120, 13824)
+    assert t4.backend == "eager" and "no fast path" in t4.note and "torch._int_mm" in t4.note

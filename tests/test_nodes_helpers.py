@@ -14,11 +14,11 @@ from comfyui_dit_quant.nodes.layer_state import (
     state_dict_to_checkpoint,
 )
 from comfyui_dit_quant.nodes.load_plan import quantize_state_dict
-from comfyui_dit_quant.nodes.scheme_choice import SCHEME_CHOICES, auto_scheme_name, build_scheme
+from comfyui_dit_quant.nodes.scheme_choice import SCHEME_LABELS, auto_scheme_name, build_scheme
 from comfyui_dit_quant.quant.families import detect_family
 from comfyui_dit_quant.quant.formats.checkpoint import QuantizedCheckpoint
 from comfyui_dit_quant.quant.plan import plan_state_dict
-from comfyui_dit_quant.quant.schemes import get_scheme
+from comfyui_dit_quant.quant.schemes import CHOICES, get_scheme
 
 from conftest import wan_comfy_shapes
 
@@ -110,8 +110,13 @@ def test_scheme_choices_and_auto() -> None:
     assert auto_scheme_name("cuda", (7, 5))[0].startswith("fp8 weight-only")
     assert auto_scheme_name("cpu")[0].startswith("fp8 weight-only")
     assert auto_scheme_name("npu")[0] == "int8 W8A8"
-    for label in SCHEME_CHOICES:
-        assert build_scheme(label, "64x64").name == SCHEME_CHOICES[label][0]
+    # the widget's labels (saved in users' workflows: they must not change) map to the registry's schemes
+    assert SCHEME_LABELS == ("auto", "fp8 per-tensor", "fp8 per-token x channel", "fp8 block",
+                             "fp8 weight-only (per-channel)", "fp8 weight-only (block)", "int8 W8A8")
+    for c in CHOICES:
+        built = build_scheme(c.label, "64x64")
+        assert built.name == c.scheme and built.describe().startswith(c.label)
+        assert built.block == ((64, 64) if c.uses_block else None)
     assert build_scheme("fp8 block", "64x128").block == (64, 128)
     with pytest.raises(ValueError, match="power of two"):
         build_scheme("fp8 block", "100x128")

@@ -77,7 +77,7 @@ def test_default_preset_stores_block_modulation_weight_only(family: str, naming:
     assert all(("mod" in n or "norm1" in n) for n in mods), mods
     assert all(s == scheme for n, s in layers.items() if n not in mods)
     assert {r.scheme for r in report.quantized if r.name in mods} == {"fp8_weight_only"}
-    assert "fp8 weight-only per-tensor for the preset's modulation layers" in report.scheme
+    assert "fp8 weight-only (per-tensor) for the preset's modulation layers" in report.scheme
     # the other kept layers (embedders, final layer) stay kept, with the preset's reason
     assert report.skipped and all("ignored by pattern" in r.reason or "embedding" in r.reason
                                   for r in report.skipped)

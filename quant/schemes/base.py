@@ -15,10 +15,11 @@ import torch
 
 from ...kernels import reference as ref
 from ...kernels.dispatch import quant_linear
+from ...kernels.table import GEMM_ALIGN
 from ..finite import all_finite
+from .block_size import format_block_size
 
 # FP8 and INT8 tensor-core GEMMs (cuBLASLt, torch._int_mm, the Triton kernels) need K and N multiples of 16.
-GEMM_ALIGN = 16
 # Weights are quantized in row chunks of about this many elements, so the float32 working copies stay small
 # (a streaming conversion then holds about one weight, not several float32 copies of it).
 CHUNK_ELEMS = 1 << 22
@@ -98,8 +99,14 @@ class Scheme(ABC):
         """JSON-able description, enough to rebuild the scheme with ``schemes.from_config``."""
         return {"scheme": self.name}
 
-    def describe(self) -> str:
+    @property
+    def label(self) -> str:
+        """What users see for this scheme (node widget, CLI help, summaries): set by each scheme."""
         return self.name
+
+    def describe(self) -> str:
+        """The label, with the block size where the scheme has one."""
+        return f"{self.label} {format_block_size(self.block)}" if self.block else self.label
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Scheme) and self.config() == other.config()

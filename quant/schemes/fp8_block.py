@@ -13,7 +13,7 @@ import torch
 
 from ...kernels import reference as ref
 from .base import Scheme
-from .block_size import format_block_size, parse_block_size
+from .block_size import parse_block_size
 
 
 def quantize_blocks(weight: torch.Tensor, block: tuple[int, int]) -> dict[str, torch.Tensor]:
@@ -41,5 +41,4 @@ class FP8Block(Scheme):
     def config(self) -> dict[str, Any]:
         return {"scheme": self.name, "block_size": list(self._block)}
 
-    def describe(self) -> str:
-        return f"fp8 block {format_block_size(self._block)}"
+    label = "fp8 block"

@@ -18,5 +18,4 @@ class FP8Channel(Scheme):
         q, scale = ref.quant_fp8_per_token(weight)
         return {"weight": q, "weight_scale": scale.reshape(-1)}
 
-    def describe(self) -> str:
-        return "fp8 per-token x per-channel"
+    label = "fp8 per-token x channel"

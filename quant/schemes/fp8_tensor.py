@@ -26,5 +26,4 @@ class FP8Tensor(Scheme):
     def _quantize(self, weight: torch.Tensor) -> dict[str, torch.Tensor]:
         return quantize_per_tensor(weight)
 
-    def describe(self) -> str:
-        return "fp8 per-tensor"
+    label = "fp8 per-tensor"

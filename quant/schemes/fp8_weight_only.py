@@ -15,7 +15,7 @@ import torch
 
 from ...kernels import reference as ref
 from .base import Scheme
-from .block_size import format_block_size, parse_block_size
+from .block_size import parse_block_size
 from .fp8_block import quantize_blocks
 from .fp8_tensor import quantize_per_tensor
 
@@ -51,7 +51,6 @@ class FP8WeightOnly(Scheme):
             cfg["block_size"] = list(self._block)
         return cfg
 
-    def describe(self) -> str:
-        if self._block is not None:
-            return f"fp8 weight-only block {format_block_size(self._block)}"
-        return f"fp8 weight-only per-{self.granularity}"
+    @property
+    def label(self) -> str:
+        return "fp8 weight-only (block)" if self._block is not None else f"fp8 weight-only (per-{self.granularity})"

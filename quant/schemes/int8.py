@@ -20,5 +20,4 @@ class Int8(Scheme):
         scale = ref.amax_to_scale(weight.abs().amax(dim=1, keepdim=True), ref.INT8_MAX)
         return {"weight": ref.cast_int8(weight, scale), "weight_scale": scale.reshape(-1)}
 
-    def describe(self) -> str:
-        return "int8 W8A8 per-token x per-channel"
+    label = "int8 W8A8"

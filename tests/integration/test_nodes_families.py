@@ -84,7 +84,7 @@ def test_hunyuan_tencent_names_keep_markers_on_the_right_layers(res: dict) -> No
 def test_qwen_per_tensor_file_with_weight_only_modulation_runs_in_stock_unet_loader(res: dict) -> None:
     r = res["qwen_native"]
     print({k: v for k, v in r.items() if k.endswith(("bf16", "ours"))})
-    assert "fp8 weight-only per-tensor for the preset's modulation layers" in r["summary"]
+    assert "fp8 weight-only (per-tensor) for the preset's modulation layers" in r["summary"]
     assert "comfy_quant" in r["save"]
     mods = {k for k in r["configs"] if "_mod." in k}
     assert len(mods) == 2 and len(r["configs"]) == 14
