@@ -8,7 +8,7 @@ quantized tensors, custom layer classes), each with its reason. The preset's mod
 (``preset_weight_only``: M = batch size) are converted too, as ``plan.small_m_scheme`` does for INT8 files: the
 model stays at about half of bf16 and no FP8 tensor (Load FP8 DiT stores them FP8 weight-only) is left for a
 device without FP8 support (an NPU).
-The input tree is never modified (``quant.storage.rebuild_tree``).
+The input tree is never modified (``quant.module_tree.rebuild_tree``).
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from torch import nn
 from ..kernels import npu_backend
 from .families import DetectedModel
 from .finite import all_finite
+from .module_tree import rebuild_tree
 from .plan import keep_rules, layer_choice
 from .report import LayerRecord, QuantReport
 from .schemes import Int8, NonFiniteWeightError
 from .storage import dequantize_weight as dequantize_fp8
-from .storage import is_fp8_stored, rebuild_tree
+from .storage import is_fp8_stored
 
 INT8 = Int8()
 CONVERT, REQUANTIZE, ALREADY = "convert", "requantize", "int8"
