@@ -23,7 +23,7 @@ from ..quant.families import UnknownFamilyError, detect_family
 from ..quant.ignore import IgnoreMatcher
 from ..quant.int8_convert import ALREADY, INT8, REQUANTIZE, Int8Plan, convert_int8, plan_int8
 from ..quant.model import tensor_bytes
-from .load_dit import PRESET_CHOICES
+from .load_common import PRESET_CHOICES
 from .ops import QuantLinearOp, make_ops
 from .patcher_copy import patcher_for_model, unpatched_weights
 
@@ -65,19 +65,7 @@ def _make_layer(request: str):
     cls = make_ops(request).Linear
 
     def make(old: torch.nn.Module, codes: torch.Tensor, scale: torch.Tensor, bias) -> QuantLinearOp:
-        layer = cls(old.in_features, old.out_features, bias=bias is not None)
-        layer.factory_kwargs = {"device": None, "dtype": None if bias is None else bias.dtype}
-        layer.scheme = INT8
-        layer._parameters["weight"] = torch.nn.Parameter(codes, requires_grad=False)
-        layer._buffers["weight_scale"] = layer._buffers["loaded_scale"] = scale
-        if bias is not None:
-            layer._parameters["bias"] = bias
-        # ComfyUI's archived dtypes (model_management.archive_model_dtypes), read when it moves weights
-        layer.weight_comfy_model_dtype = torch.int8
-        layer.weight_scale_comfy_model_dtype = torch.float32
-        if bias is not None:
-            layer.bias_comfy_model_dtype = bias.dtype
-        return layer
+        return cls.from_quantized(INT8, codes, scale, bias)
 
     return make
 

@@ -10,6 +10,8 @@ import torch
 from ..kernels.dispatch import backend_for
 from ..quant.report import QuantReport
 
+# preset widget label -> the family preset it applies (quant.families.presets)
+PRESET_CHOICES = {"family default": "default", "none": "none", "quality": "quality"}
 DTYPE_CHOICES = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 

@@ -2,10 +2,9 @@
 
 Quantized layers keep ``weight`` (codes), ``weight_scale`` and optional ``input_scale`` and run forward through
 ``Scheme.linear`` (the pack's dispatch); layers loaded without a marker behave exactly like ``manual_cast``.
-Nothing is written per call. LoRA follows ComfyUI's ModelPatcher contract: ``convert_weight`` dequantizes,
-``set_weight`` requantizes with fresh scales; when the patcher puts its backup of ``weight`` back, the scale the
-layer was loaded with comes back with it (``__setattr__``). Low-VRAM patches (``weight_function``) run on a
-dequantized copy per call. INT8 codes that land on an Ascend NPU get the operator's [K, N] storage once
+Nothing is written per call. Loading, device moves and LoRA follow ComfyUI's ModelPatcher contract as
+``quant.layer_contract`` writes it (shared with the FP8-storage layers). Low-VRAM patches (``weight_function``) run
+on a dequantized copy per call. INT8 codes that land on an Ascend NPU get the operator's [K, N] storage once
 (``kernels.npu_backend.prepare_weight``), when moved or set, never per call.
 """
 
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from comfy.ops import cast_bias_weight, uncast_bias_weight
 
 from ..kernels.npu_backend import prepare_weight
+from ..quant.layer_contract import QuantizedWeightContract
 from ..quant.patch_hooks import apply_patch_hooks
 from ..quant.schemes import Scheme
 from .layer_state import MARKERS, LayerTensors, decode_layer, encode_layer, requantize_with_scale
@@ -25,7 +25,7 @@ from .layer_state import MARKERS, LayerTensors, decode_layer, encode_layer, requ
 _PARTS = ("weight", "bias", "weight_scale", "input_scale", *MARKERS)
 
 
-class QuantLinearOp(comfy.ops.manual_cast.Linear):
+class QuantLinearOp(QuantizedWeightContract, comfy.ops.manual_cast.Linear):
     """A ComfyUI Linear holding either a plain weight or a quantized layer (see the module docstring)."""
 
     quant_backend = "auto"
@@ -42,22 +42,49 @@ class QuantLinearOp(comfy.ops.manual_cast.Linear):
         self.register_buffer("input_scale", None)
         self.register_buffer("loaded_scale", None, persistent=False)
 
+    @classmethod
+    def from_quantized(cls, scheme: Scheme, codes: torch.Tensor, scale: torch.Tensor,
+                       bias: torch.Tensor | None = None, input_scale: torch.Tensor | None = None) -> QuantLinearOp:
+        """A layer holding a scheme's stored tensors (codes [N, K], scale, optional bias and static input scale)."""
+        out_features, in_features = codes.shape
+        layer = cls(in_features, out_features, bias=bias is not None)
+        layer.factory_kwargs = {"device": None, "dtype": None if bias is None else bias.dtype}
+        layer.scheme = scheme
+        layer.set_quantized_weight(codes, scale)
+        if bias is not None:
+            layer._parameters["bias"] = bias if isinstance(bias, torch.nn.Parameter) else torch.nn.Parameter(
+                bias, requires_grad=False)
+            layer.__dict__["bias_comfy_model_dtype"] = bias.dtype
+        if input_scale is not None:
+            layer._buffers["input_scale"] = input_scale.float()
+        return layer
+
     def reset_parameters(self) -> None:
         return None
 
-    def __setattr__(self, name: str, value) -> None:
-        # Assigning ``weight`` from outside (ModelPatcher restoring its backup) brings back the loaded codes,
-        # so the loaded scale must come back too. ``set_weight`` writes ``_parameters`` directly.
-        if name == "weight" and self.__dict__.get("scheme") is not None:
-            self._buffers["weight_scale"] = self._buffers["loaded_scale"]
-            if isinstance(value, torch.Tensor) and prepare_weight(value) is not value:
-                value = torch.nn.Parameter(prepare_weight(value), requires_grad=False)
-        super().__setattr__(name, value)
+    # --- the layer contract's conversions (quant.layer_contract) ----------------------------------------------
 
-    def _prepare_layout(self) -> None:
-        w = self._parameters.get("weight")
-        if self.scheme is not None and w is not None and prepare_weight(w) is not w:
-            self._parameters["weight"] = torch.nn.Parameter(prepare_weight(w), requires_grad=False)
+    def _quantized(self) -> bool:
+        return self.__dict__.get("scheme") is not None
+
+    def _dequantize(self, codes: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        assert self.scheme is not None
+        return self.scheme.dequantize(codes, scale, dtype)
+
+    def _quantize_fresh(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self.scheme is not None
+        stored = self.scheme.quantize(weight)
+        return stored["weight"], stored["weight_scale"]
+
+    def _quantize_under(self, weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        assert self.scheme is not None
+        return requantize_with_scale(self.scheme, weight, scale)
+
+    def _place(self, codes: torch.Tensor) -> torch.Tensor:
+        return prepare_weight(codes)
+
+    def _moved_tensors(self) -> tuple[torch.Tensor | None, ...]:
+        return (self._buffers.get("input_scale"),)
 
     # --- loading / saving ---------------------------------------------------------------------------------
 
@@ -91,8 +118,7 @@ class QuantLinearOp(comfy.ops.manual_cast.Linear):
                               f"{self.in_features}] {layer.scheme.describe()} layer")
             return
         self.scheme = layer.scheme
-        self._parameters["weight"] = torch.nn.Parameter(layer.weight.to(device=device), requires_grad=False)
-        self._buffers["weight_scale"] = self._buffers["loaded_scale"] = layer.weight_scale.to(device=device)
+        self.set_quantized_weight(layer.weight.to(device=device), layer.weight_scale.to(device=device))
         if layer.input_scale is not None:
             self._buffers["input_scale"] = layer.input_scale.float().to(device=device)
 
@@ -106,20 +132,6 @@ class QuantLinearOp(comfy.ops.manual_cast.Linear):
         if self.bias is not None:
             sd[prefix + "bias"] = self.bias.detach()
         return sd
-
-    def _apply(self, fn, recurse: bool = True):
-        """Device moves apply to the codes and scales; dtype casts (``model.half()``) do not."""
-        if self.scheme is None:
-            return super()._apply(fn, recurse)
-        keep = {id(t) for t in (self.weight, self.weight_scale, self.loaded_scale, self.input_scale) if t is not None}
-
-        def move_only(t: torch.Tensor) -> torch.Tensor:
-            out = fn(t)
-            return out if id(t) not in keep or out.dtype == t.dtype else t.to(device=out.device)
-
-        result = super()._apply(move_only, recurse)
-        self._prepare_layout()
-        return result
 
     # --- forward --------------------------------------------------------------------------------------------
 
@@ -147,33 +159,22 @@ class QuantLinearOp(comfy.ops.manual_cast.Linear):
     # --- LoRA (ModelPatcher.patch_weight_to_device) ---------------------------------------------------------
 
     def convert_weight(self, weight: torch.Tensor, inplace: bool = False, **kwargs) -> torch.Tensor:
-        """Dequantize a copy of the codes (already cast to the LoRA dtype) to float32."""
-        if self.scheme is None:
-            return weight
-        return self.scheme.dequantize(weight, self.weight_scale.to(weight.device), torch.float32)
+        """Dequantize a copy of the codes (already cast to the LoRA dtype) to float32; plain layers: as is."""
+        return super().convert_weight(weight, inplace, **kwargs) if self.scheme is not None else weight
 
     def set_weight(self, weight: torch.Tensor, inplace_update: bool = False, seed: int | None = None,
                    return_weight: bool = False, **kwargs):
-        """Requantize a patched float weight. In place / returned: under the current scale (the caller keeps
-        only codes); otherwise with fresh scales."""
-        if self.scheme is None:
-            out = comfy.float.stochastic_rounding(weight, self.weight.dtype, seed=seed)
-            if return_weight:
-                return out
-            if inplace_update:
-                self.weight.data.copy_(out)
-            else:
-                self.weight = torch.nn.Parameter(out, requires_grad=False)
-            return None
-        if return_weight or inplace_update:
-            codes = requantize_with_scale(self.scheme, weight, self.weight_scale)
-            if return_weight:
-                return codes
-            self.weight.data.copy_(codes.to(self.weight.device))
-            return None
-        stored = self.scheme.quantize(weight)
-        self._parameters["weight"] = torch.nn.Parameter(prepare_weight(stored["weight"]), requires_grad=False)
-        self._buffers["weight_scale"] = stored["weight_scale"]
+        """Quantized layers: the contract's requantization. Plain layers: as ComfyUI's own ops (stochastic
+        rounding to the weight's dtype)."""
+        if self.scheme is not None:
+            return super().set_weight(weight, inplace_update, seed, return_weight, **kwargs)
+        out = comfy.float.stochastic_rounding(weight, self.weight.dtype, seed=seed)
+        if return_weight:
+            return out
+        if inplace_update:
+            self.weight.data.copy_(out)
+        else:
+            self.weight = torch.nn.Parameter(out, requires_grad=False)
         return None
 
 

@@ -103,7 +103,7 @@ def _float_weight(old: nn.Module, w: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == CONVERT:
         return w
     if is_fp8_stored(old):
-        return dequantize_fp8(w, old.fp8_loaded_scale, torch.float32)
+        return dequantize_fp8(w, old.loaded_scale, torch.float32)
     loaded = getattr(old, "loaded_scale", None)
     scale = loaded if loaded is not None else old.weight_scale
     return old.scheme.dequantize(w, scale.to(w.device), torch.float32)

@@ -553,4 +553,4 @@ def test_dtype_cast_keeps_fp8_and_device_move_moves_everything() -> None:
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
     new.to("meta")
     assert new.conv_in.weight.device.type == "meta" and new.conv_in.weight.dtype == FP8_DTYPE
-    assert new.conv_in.fp8_loaded_scale.device.type == "meta"
+    assert new.conv_in.loaded_scale.device.type == "meta"

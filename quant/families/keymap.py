@@ -26,7 +26,6 @@ from typing import Literal
 
 Direction = Literal["to_comfyui", "to_diffusers"]
 DIRECTIONS: tuple[str, ...] = ("to_comfyui", "to_diffusers")
-OPS: tuple[str, ...] = ("rename", "fuse", "split", "swap_halves")
 
 
 class KeyMapError(ValueError):

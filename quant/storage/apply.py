@@ -80,7 +80,7 @@ def apply_fp8_storage(root: nn.Module, granularity: str = "channel", ignore: str
     def build(name: str, old: nn.Module, new: nn.Module, w: torch.Tensor) -> nn.Module:
         codes, scale = quantize_weight(w, granularity)
         new.__class__ = stored_class(type(old))
-        new._fp8_setup(codes, scale, w.dtype, granularity)
+        new.set_fp8_storage(codes, scale, w.dtype, granularity)
         report.stored.append((name, tuple(w.shape)))
         report.bytes_before += w.nbytes
         report.bytes_after += codes.nbytes + scale.nbytes

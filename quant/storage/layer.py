@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...kernels.reference import FP8_DTYPE, cast_fp8
+from ..layer_contract import QuantizedWeightContract
 from ..patch_hooks import apply_patch_hooks
 from .fp8_weight import dequantize_weight, quantize_weight
 
@@ -16,15 +17,14 @@ def is_fp8_stored(module: nn.Module) -> bool:
     return isinstance(module, FP8StorageMixin)
 
 
-class FP8StorageMixin:
+class FP8StorageMixin(QuantizedWeightContract):
     """Mixed in front of a Linear / ConvNd class (see ``stored_class``). ``weight`` holds FP8 codes,
     ``weight_scale`` their float32 scale; forward dequantizes into the input's dtype on the input's device.
 
     ComfyUI integration: ``comfy_cast_weights`` is pinned to True, so ComfyUI's ops always route through
     ``forward_comfy_cast_weights`` (replaced here: dequantize, then the patcher's ``weight_function`` /
-    ``bias_function`` on the dequantized weight — low-VRAM LoRA). ``convert_weight`` / ``set_weight`` follow the
-    ModelPatcher LoRA contract (dequantize → patch → requantize with fresh scales); when the patcher restores
-    its backup of ``weight`` the scale the layer was built with comes back with it. Device moves keep FP8.
+    ``bias_function`` on the dequantized weight — low-VRAM LoRA). Loading, device moves and LoRA follow
+    ``quant.layer_contract``.
     """
 
     fp8_orig_dtype: torch.dtype
@@ -38,26 +38,28 @@ class FP8StorageMixin:
     def comfy_cast_weights(self, value: bool) -> None:  # ModelPatcher toggles it for low-VRAM loads: stay on
         pass
 
-    def _fp8_setup(self, codes: torch.Tensor, scale: torch.Tensor, orig_dtype: torch.dtype, granularity: str) -> None:
-        self._parameters["weight"] = nn.Parameter(codes, requires_grad=False)
-        self._buffers["weight_scale"] = scale
-        self._buffers["fp8_loaded_scale"] = scale
-        self._non_persistent_buffers_set.discard("weight_scale")
-        self._non_persistent_buffers_set.add("fp8_loaded_scale")
+    def set_fp8_storage(self, codes: torch.Tensor, scale: torch.Tensor, orig_dtype: torch.dtype,
+                        granularity: str) -> None:
+        """Hold FP8 ``codes`` + ``scale`` of a weight that was ``orig_dtype`` (forward computes in that dtype)."""
         self.__dict__["fp8_orig_dtype"] = orig_dtype
         self.__dict__["fp8_granularity"] = granularity
-        # ComfyUI's archived dtypes (model_management.archive_model_dtypes), read by its loaders.
-        self.__dict__["weight_comfy_model_dtype"] = FP8_DTYPE
-        self.__dict__["weight_scale_comfy_model_dtype"] = torch.float32
+        self.set_quantized_weight(codes, scale)
 
-    def __setattr__(self, name: str, value) -> None:
-        # ModelPatcher restoring its backup of the codes (set_attr_param): the loaded scale comes back too.
-        if (name == "weight" and "fp8_orig_dtype" in self.__dict__ and isinstance(value, torch.Tensor)
-                and value.dtype == FP8_DTYPE):
-            self._buffers["weight_scale"] = self._buffers["fp8_loaded_scale"]
-        super().__setattr__(name, value)
+    # --- the contract's conversions ----------------------------------------------------------------------
 
-    # --- tensors ----------------------------------------------------------------------------------------
+    def _quantized(self) -> bool:
+        return "fp8_orig_dtype" in self.__dict__
+
+    def _dequantize(self, codes: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return dequantize_weight(codes, scale, dtype)
+
+    def _quantize_fresh(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return quantize_weight(weight, self.fp8_granularity)
+
+    def _quantize_under(self, weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return cast_fp8(weight, scale)
+
+    # --- forward -----------------------------------------------------------------------------------------
 
     def fp8_dequantized_weight(self, dtype: torch.dtype | None = None, device: torch.device | None = None
                                ) -> torch.Tensor:
@@ -83,37 +85,6 @@ class FP8StorageMixin:
         if weight.dtype == FP8_DTYPE:  # reached through a plain ConvNd.forward: dequantize here
             weight, bias = self._fp8_weight_bias(input)
         return super()._conv_forward(input, weight, bias, *args, **kwargs)
-
-    def _apply(self, fn, recurse: bool = True):
-        """Device moves apply to codes and scales; dtype casts (``.half()``, ``.to(bf16)``) leave them alone."""
-        keep = {id(self._parameters.get("weight")), id(self._buffers.get("weight_scale")),
-                id(self._buffers.get("fp8_loaded_scale"))}
-
-        def move_only(t: torch.Tensor) -> torch.Tensor:
-            out = fn(t)
-            return out if id(t) not in keep or out.dtype == t.dtype else t.to(device=out.device)
-
-        return super()._apply(move_only, recurse)
-
-    # --- LoRA (ComfyUI ModelPatcher.patch_weight_to_device) ---------------------------------------------
-
-    def convert_weight(self, weight: torch.Tensor, inplace: bool = False, **kwargs) -> torch.Tensor:
-        """The codes, already cast to the LoRA dtype by the patcher, dequantized to float32."""
-        return dequantize_weight(weight, self.weight_scale.to(weight.device), torch.float32)
-
-    def set_weight(self, weight: torch.Tensor, inplace_update: bool = False, seed: int | None = None,
-                   return_weight: bool = False, **kwargs):
-        """Store a patched float weight: in place / returned under the current scale, otherwise with a fresh one."""
-        if return_weight or inplace_update:
-            codes = cast_fp8(weight, self.weight_scale.to(weight.device))
-            if return_weight:
-                return codes
-            self.weight.data.copy_(codes.to(self.weight.device))
-            return None
-        codes, scale = quantize_weight(weight, self.fp8_granularity)
-        self._parameters["weight"] = nn.Parameter(codes, requires_grad=False)
-        self._buffers["weight_scale"] = scale
-        return None
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, fp8_storage={self.fp8_granularity}, compute={self.fp8_orig_dtype}"
