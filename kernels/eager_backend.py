@@ -44,7 +44,7 @@ def eager_int8(x2: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tenso
 
 
 KERNELS = (
-    Kernel("eager", "eager", ("fp8_tensor",), (), eager_fp8_tensor),
+    Kernel("eager", "eager", ("fp8_tensor",), (), eager_fp8_tensor, tensor_scale=True),
     Kernel("eager", "eager", ("fp8_channel",), (), eager_fp8_channel),
     Kernel("eager", "eager", ("fp8_block",), (), eager_fp8_block),
     Kernel("eager", "eager", ("fp8_weight_only",), (), eager_weight_only),

@@ -27,7 +27,8 @@ def always(caps: DeviceCaps, n: int, k: int, block: Block) -> str | None:
 class Kernel:
     """A kernel for ``schemes`` on ``devices`` (empty: every device). ``family`` is what a request selects
     ("torch", "triton", "npu", "eager"); ``note`` says why running it is a fallback ("" when it is the
-    scheme's own fast path)."""
+    scheme's own fast path). ``tensor_scale``: its dynamic activation scale is one number over every row, so the
+    op runs it once per sample of a batch (a CFG batch then gives what the cond and uncond passes give apart)."""
 
     name: str
     family: str
@@ -36,6 +37,7 @@ class Kernel:
     run: Run
     requires: Requires = always
     note: str = ""
+    tensor_scale: bool = False
 
     def refusal(self, caps: DeviceCaps, n: int, k: int, block: Block) -> str | None:
         """None when this kernel runs the layer on ``caps``; otherwise why not."""

@@ -23,6 +23,10 @@ def _impl(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, bia
         return x.new_empty((*x.shape[:-1], n))
     choice = select_kernel(x.device.type, x.device.index or 0, scheme, n, k, block_n, block_k, backend)
     block = (block_n, block_k) if block_n and block_k else None
+    if choice.kernel.tensor_scale and input_scale is None and x.dim() >= 3 and x.shape[0] > 1:
+        # one dynamic scale per sample, never across the batch: cond and uncond stay independent
+        parts = [choice.run(xs.reshape(-1, k), weight, weight_scale, bias, None, block, x.dtype) for xs in x]
+        return torch.stack(parts).reshape(*x.shape[:-1], n)
     out = choice.run(x2, weight, weight_scale, bias, input_scale, block, x.dtype)
     return out.reshape(*x.shape[:-1], n)
 

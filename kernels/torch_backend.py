@@ -92,7 +92,7 @@ def _no_fp8_cores(caps: DeviceCaps, n: int, k: int, block: Block) -> str | None:
 
 KERNELS = (
     Kernel("scaled_mm_tensorwise", "torch", ("fp8_tensor",), TORCH_DEVICES, scaled_mm_tensorwise,
-           _needs("scaled_mm", "torch._scaled_mm")),
+           _needs("scaled_mm", "torch._scaled_mm"), tensor_scale=True),
     Kernel("scaled_mm_rowwise", "torch", ("fp8_channel",), TORCH_DEVICES, scaled_mm_rowwise, _rowwise_fp16),
     Kernel("scaled_mm_rowwise", "torch", ("fp8_channel",), TORCH_DEVICES, scaled_mm_rowwise_bf16_out,
            _needs("scaled_mm_rowwise", "rowwise torch._scaled_mm")),

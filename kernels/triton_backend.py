@@ -75,7 +75,8 @@ def _triton_no_fp8(caps: DeviceCaps, n: int, k: int, block: Block) -> str | None
 
 CUDA = ("cuda",)
 KERNELS = (
-    Kernel("triton_scaled", "triton", ("fp8_tensor",), CUDA, triton_scaled_per_tensor, _triton_fp8),
+    Kernel("triton_scaled", "triton", ("fp8_tensor",), CUDA, triton_scaled_per_tensor, _triton_fp8,
+           tensor_scale=True),
     Kernel("triton_scaled", "triton", ("fp8_channel",), CUDA, triton_scaled_per_token, _triton_fp8),
     Kernel("triton_block", "triton", ("fp8_block",), CUDA, triton_block, _triton_fp8),
     Kernel("triton_int8", "triton", ("int8",), CUDA, triton_int8, _triton),
