@@ -21,7 +21,8 @@ def _impl(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, bia
     x2 = x.reshape(-1, k)
     if x2.shape[0] == 0:
         return x.new_empty((*x.shape[:-1], n))
-    choice = select_kernel(x.device.type, x.device.index or 0, scheme, n, k, block_n, block_k, backend)
+    choice = select_kernel(x.device.type, x.device.index or 0, scheme, n, k, block_n, block_k, backend,
+                           x2.shape[0])
     block = (block_n, block_k) if block_n and block_k else None
     if choice.kernel.tensor_scale and input_scale is None and x.dim() >= 3 and x.shape[0] > 1:
         # one dynamic scale per sample, never across the batch: cond and uncond stay independent

@@ -61,10 +61,13 @@ def probe_caps(caps: DeviceCaps, device: torch.device) -> dict[str, bool]:
             exp_t = ref.scaled_mm(xt, wt, xts, ts, bias, BF16)
             result["scaled_mm"] = _agrees(lambda: torch_gemm.scaled_gemm(xt, wt, xts, ts, bias, BF16), exp_t,
                                           "tensorwise")
-    if caps.cublas_blockwise:
-        wb = ref.amax_to_scale(ref.block_amax(w, 128, 128), ref.FP8_MAX)
-        wbq = ref.cast_fp8(w, ref.expand_blocks(wb, n, k, 128, 128))
-        xg, xgs = ref.quant_fp8_per_group(x, 128)
+    if caps.cublas_blockwise:  # K = 512: K/128 = 4 blocks, a layout cuBLASLt supports (the policy gates the rest)
+        kb = 4 * 128
+        xb = torch.randn(m, kb, generator=gen).to(device, BF16)
+        wk = torch.randn(n, kb, generator=gen).to(device)
+        wb = ref.amax_to_scale(ref.block_amax(wk, 128, 128), ref.FP8_MAX)
+        wbq = ref.cast_fp8(wk, ref.expand_blocks(wb, n, kb, 128, 128))
+        xg, xgs = ref.quant_fp8_per_group(xb, 128)
         exp_b = ref.block_scaled_mm(xg, wbq, xgs, wb, 128, 128, bias, BF16)
         xgs_m = xgs.t().contiguous().t()
         result["cublas_blockwise"] = _agrees(lambda: torch_gemm.blockwise_gemm(xg, wbq, xgs_m, wb, bias, BF16), exp_b,

@@ -22,6 +22,8 @@ KERNELS: tuple[Kernel, ...] = (*npu_backend.KERNELS, *torch_backend.KERNELS, *tr
                                *torch_backend.FALLBACK_KERNELS, *eager_backend.KERNELS)
 SCHEMES = tuple(dict.fromkeys(s for kernel in KERNELS for s in kernel.schemes))
 IMPLEMENTATIONS = tuple(dict.fromkeys(kernel.name for kernel in KERNELS))
+# M buckets the choice is cached per: the largest ``max_m`` any kernel declares splits small from large inputs.
+M_SPLIT = max((k.max_m for k in KERNELS if k.max_m is not None), default=0)
 # Requests a user can make (QuantLinear.backend, node widgets): "cublas" and "torch" both mean the torch kernels.
 REQUESTS = ("auto", "cublas", "torch", "triton", "eager")
 REQUEST_FAMILY = {"cublas": "torch", "torch": "torch", "triton": "triton", "eager": "eager"}
@@ -49,14 +51,15 @@ def eager_kernel(scheme: str) -> Kernel:
     return next(k for k in eager_backend.KERNELS if scheme in k.schemes)
 
 
-def candidates(caps: DeviceCaps, scheme: str, n: int, k: int, block: Block) -> list[Choice]:
-    """Kernels that run ``scheme`` on this device for an [N, K] layer, best first; always ends with ``eager``."""
+def candidates(caps: DeviceCaps, scheme: str, n: int, k: int, block: Block, m: int = 0) -> list[Choice]:
+    """Kernels that run ``scheme`` on this device for an [N, K] layer and ``m`` rows (0: small), best first;
+    always ends with ``eager``."""
     out: list[Choice] = []
     refused: list[tuple[str, str]] = []
     for kernel in KERNELS:
         if scheme not in kernel.schemes or kernel.family == "eager":
             continue
-        why = kernel.refusal(caps, n, k, block)
+        why = kernel.refusal(caps, n, k, block, m)
         if why is None:
             out.append(Choice(kernel, kernel.note, tuple(refused)))
         elif not kernel.devices or caps.device_type in kernel.devices:
@@ -68,16 +71,17 @@ def candidates(caps: DeviceCaps, scheme: str, n: int, k: int, block: Block) -> l
     return out
 
 
-def choose(caps: DeviceCaps, scheme: str, n: int, k: int, block: Block = None, requested: str = "auto") -> Choice:
-    """The kernel for one layer. ``auto`` on CPU stays ``eager`` (the torch CPU kernels give the same numbers at
-    the same speed; request ``torch`` to use them)."""
+def choose(caps: DeviceCaps, scheme: str, n: int, k: int, block: Block = None, requested: str = "auto",
+           m: int = 0) -> Choice:
+    """The kernel for one layer at ``m`` rows (0: small M). ``auto`` on CPU stays ``eager`` (the torch CPU kernels
+    give the same numbers at the same speed; request ``torch`` to use them)."""
     if scheme not in SCHEMES:
         raise ValueError(f"unknown quantization scheme {scheme!r}; supported: {', '.join(SCHEMES)}")
     if requested == "eager":
         return Choice(eager_kernel(scheme))
     if n % GEMM_ALIGN or k % GEMM_ALIGN:
         return Choice(eager_kernel(scheme), f"N={n}, K={k} not multiples of {GEMM_ALIGN}")
-    options = candidates(caps, scheme, n, k, block)
+    options = candidates(caps, scheme, n, k, block, m)
     best = Choice(eager_kernel(scheme)) if caps.device_type == "cpu" else options[0]
     if requested == "auto":
         return best
@@ -95,5 +99,5 @@ def kernel_named(name: str, scheme: str, caps: DeviceCaps | None = None) -> Kern
     named = [k for k in KERNELS if k.name == name and scheme in k.schemes]
     if not named:
         raise ValueError(f"no kernel {name!r} for scheme {scheme!r}; kernels: {', '.join(IMPLEMENTATIONS)}")
-    fits = [k for k in named if caps is not None and k.refusal(caps, GEMM_ALIGN, GEMM_ALIGN, None) is None]
+    fits = [k for k in named if caps is not None and k.requires(caps, GEMM_ALIGN, GEMM_ALIGN, None) is None]
     return (fits or named)[0]

@@ -14,6 +14,10 @@ from .kernel import Block, Kernel
 from .torch_gemm import HALF, blockwise_gemm, int_gemm, scaled_gemm
 
 CUBLAS_BLOCK = (128, 128)
+# cuBLASLt blockwise layout: the weight-scale grid's leading dimension (K/128 blocks) must be a multiple of 4 and M
+# a multiple of 4, or older torch passes the layout through and the result is silently wrong (kernels.md).
+CUBLAS_K_BLOCKS_ALIGN = 4
+CUBLAS_M_ALIGN = 4
 TORCH_DEVICES = ("cuda", "cpu")
 NO_FP8_NOTE = "no FP8 tensor cores: weight-only FP8, activations unquantized"
 
@@ -43,8 +47,12 @@ def scaled_mm_rowwise_bf16_out(x2: torch.Tensor, weight: torch.Tensor, weight_sc
 def scaled_mm_blockwise(x2: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor,
                         bias: torch.Tensor | None, input_scale: torch.Tensor | None, block: Block,
                         out_dtype: torch.dtype) -> torch.Tensor:
+    m = x2.shape[0]
+    if m % CUBLAS_M_ALIGN:  # cuBLASLt reads M-major activation scales with M padded to 4: pad rows (exact)
+        x2 = F.pad(x2, (0, 0, 0, CUBLAS_M_ALIGN - m % CUBLAS_M_ALIGN))
     x_q, x_s = act_quant.fp8_per_group(x2, 128, m_major=True)
-    return blockwise_gemm(x_q, weight, x_s, weight_scale, bias, out_dtype)
+    out = blockwise_gemm(x_q, weight, x_s, weight_scale, bias, out_dtype)
+    return out[:m] if out.shape[0] != m else out
 
 
 def int_mm(x2: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None,
@@ -83,6 +91,8 @@ def _cublas_blockwise(caps: DeviceCaps, n: int, k: int, block: Block) -> str | N
         return f"cuBLAS takes 128x128 weight blocks only (layer has {block})"
     if n % 128 or k % 128:
         return f"cuBLAS blockwise needs N, K multiples of 128 (N={n}, K={k})"
+    if (k // 128) % CUBLAS_K_BLOCKS_ALIGN:
+        return f"cuBLAS blockwise needs K/128 a multiple of {CUBLAS_K_BLOCKS_ALIGN} (K={k})"
     return None
 
 

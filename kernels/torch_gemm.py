@@ -12,10 +12,14 @@ HALF = (torch.bfloat16, torch.float16)
 
 
 def _epilogue(out: torch.Tensor, bias: torch.Tensor | None, out_dtype: torch.dtype) -> torch.Tensor:
-    out = out.float()
+    """Bias and output cast after a GEMM, in place where the dtypes allow: one pass, no M x N temporary beyond the
+    cast. A bf16 result plus a bf16 bias rounds once either way (the sum is computed in fp32 and rounded)."""
     if bias is not None:
-        out = out + bias.float()
-    return out.to(out_dtype)
+        if out.dtype == torch.float32 or (bias.dtype == out.dtype == out_dtype):
+            out.add_(bias.to(out.dtype))  # fp32 results: bias in fp32; bf16 + bf16 bias: one rounding
+        else:
+            out = out.float().add_(bias.float())
+    return out if out.dtype == out_dtype else out.to(out_dtype)
 
 
 def scaled_gemm(x_q: torch.Tensor, weight: torch.Tensor, x_s: torch.Tensor, w_s: torch.Tensor,
@@ -43,5 +47,5 @@ def int_gemm(x_q: torch.Tensor, weight: torch.Tensor, x_s: torch.Tensor, w_s: to
     if m < INT_MM_MIN_M:
         x_q = F.pad(x_q, (0, 0, 0, INT_MM_MIN_M - m))
     acc = torch._int_mm(x_q, weight.t())[:m]
-    out = acc.float().mul_(x_s.float()).mul_(w_s.float().reshape(1, -1))
+    out = acc.float().mul_(x_s.float()).mul_(w_s.float().reshape(1, -1))  # one fp32 M x N, scaled in place
     return _epilogue(out, bias, out_dtype)

@@ -74,13 +74,17 @@ def _triton_no_fp8(caps: DeviceCaps, n: int, k: int, block: Block) -> str | None
 
 
 CUDA = ("cuda",)
+# Above this M the weight-only Triton GEMM (codes converted per tile) loses to one dequantization + cuBLAS bf16:
+# the [N, K] dequantization costs about what 1/10 of the GEMM does at M = 1024 on Wan shapes.
+WEIGHT_ONLY_MAX_M = 1024
 KERNELS = (
     Kernel("triton_scaled", "triton", ("fp8_tensor",), CUDA, triton_scaled_per_tensor, _triton_fp8,
            tensor_scale=True),
     Kernel("triton_scaled", "triton", ("fp8_channel",), CUDA, triton_scaled_per_token, _triton_fp8),
     Kernel("triton_block", "triton", ("fp8_block",), CUDA, triton_block, _triton_fp8),
     Kernel("triton_int8", "triton", ("int8",), CUDA, triton_int8, _triton),
-    Kernel("triton_weight_only", "triton", ("fp8_weight_only",), CUDA, triton_weight_only, _triton),
+    Kernel("triton_weight_only", "triton", ("fp8_weight_only",), CUDA, triton_weight_only, _triton,
+           max_m=WEIGHT_ONLY_MAX_M),
     Kernel("triton_weight_only", "triton", ("fp8_tensor", "fp8_channel", "fp8_block"), CUDA, triton_weight_only,
-           _triton_no_fp8, NO_FP8_NOTE),
+           _triton_no_fp8, NO_FP8_NOTE, max_m=WEIGHT_ONLY_MAX_M),
 )

@@ -144,3 +144,38 @@ def test_choice_carries_the_refusals_of_better_kernels() -> None:
     assert [name for name, _ in c.refused] == ["scaled_mm_blockwise"] and "cuBLAS" in c.refused[0][1]
     t4 = choose(T4, "int8", 5120, 13824)
     assert t4.backend == "eager" and "no fast path" in t4.note and "torch._int_mm" in t4.note
+
+
+def test_cublas_blockwise_only_on_its_supported_layout() -> None:
+    """K/128 not a multiple of 4 is silently wrong in cuBLASLt blockwise (older torch): the Triton kernel runs."""
+    bad = choose(H100, "fp8_block", 5120, 6 * 128, B128)
+    assert bad.backend == "triton_block" and "K/128" in dict(bad.refused)["scaled_mm_blockwise"]
+    assert choose(H100, "fp8_block", 5120, 8 * 128, B128).backend == "scaled_mm_blockwise"
+
+
+def test_cublas_blockwise_runner_pads_m_to_four(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from comfyui_dit_quant.kernels import torch_backend
+
+    seen = []
+
+    def fake_gemm(x_q, weight, x_s, w_s, bias, out_dtype):
+        seen.append((x_q.shape[0], x_s.shape[0], x_s.stride()))
+        return torch.zeros(x_q.shape[0], weight.shape[0], dtype=out_dtype)
+
+    monkeypatch.setattr(torch_backend, "blockwise_gemm", fake_gemm)
+    out = torch_backend.scaled_mm_blockwise(torch.randn(5, 512), torch.zeros(256, 512), torch.ones(2, 4), None,
+                                            None, B128, torch.bfloat16)
+    assert out.shape == (5, 256) and seen == [(8, 8, (1, 8))]
+
+
+@pytest.mark.parametrize(("caps", "scheme", "block"), [(H100, "fp8_weight_only", None), (A100, "fp8_channel", None),
+                                                       (A100, "fp8_block", B128)])
+def test_weight_only_at_large_m_dequantizes_into_a_bf16_gemm(caps: DeviceCaps, scheme: str, block) -> None:
+    from comfyui_dit_quant.kernels.table import M_SPLIT
+
+    small = choose(caps, scheme, 5120, 13824, block, m=M_SPLIT)
+    large = choose(caps, scheme, 5120, 13824, block, m=32760)
+    assert small.backend == "triton_weight_only" and large.backend == "dequant_mm"
+    assert ("triton_weight_only", f"M > {M_SPLIT}: dequantize + a bf16 GEMM is faster") in large.refused

@@ -4,7 +4,8 @@ argv: REPO_ROOT MODELS_DIR OUTPUT_DIR CASE. Cases: ``schemes`` (each scheme thro
 ``lora`` (LoraLoaderModelOnly on bf16 and quantized, then unpatched), ``save`` (Save Quantized DiT → stock
 UNETLoader), ``repeat`` (same file loaded twice, each sampled twice), ``assign`` (weights loaded with assign=True, as
 the dynamic-VRAM patcher does), ``prefixed`` (the same files with every key under
-``model.diffusion_model.``), ``fp8cast`` (a plain FP8 cast file vs stock). Prints one JSON line last.
+``model.diffusion_model.``), ``fp8cast`` (a plain FP8 cast file vs stock), ``cfgbatch`` (cond + uncond in one
+model call vs the cond call alone, per scheme). Prints one JSON line last.
 """
 
 import json
@@ -172,4 +173,22 @@ elif case == "fp8cast":
                    if n.startswith("blocks.") and getattr(m, "scheme", None) is not None]
         result[label] = {"cosine": cos(wan_sample(model), ref), "summary": text, "quantized": len(weights),
                          "one_byte": all(w.element_size() == 1 for w in weights)}
+elif case == "cfgbatch":
+    # ComfyUI batches cond and uncond into one model call; the cond half must not depend on the uncond half.
+    import comfy.model_management as mm
+
+    from comfy_boot import wan_cond
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 16, 1, 8, 8, generator=gen)
+    sigma = torch.tensor([0.7, 0.7])
+    context = torch.cat([wan_cond(1)[0][0], 30 * wan_cond(2)[0][0]])  # uncond context 30x larger
+    for label in ("bf16", "fp8 per-tensor", "fp8 per-token x channel", "fp8 block", "fp8 weight-only (per-channel)",
+                  "fp8 weight-only (block)", "int8 W8A8"):
+        model = stock() if label == "bf16" else load(label, block_size="64x64")[0]
+        mm.load_models_gpu([model])
+        with torch.no_grad():
+            both = model.model.apply_model(x, sigma, c_crossattn=context).float()
+            alone = model.model.apply_model(x[:1], sigma[:1], c_crossattn=context[:1]).float()
+        result[label] = {"max_rel_diff": ((both[:1] - alone).abs().max() / alone.abs().max()).item()}
 print(json.dumps(result))
