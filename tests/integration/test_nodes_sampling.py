@@ -112,9 +112,10 @@ def test_plain_fp8_cast_file_is_quantized_with_one_byte_weights(dirs: tuple[str,
 
 def test_cfg_batch_cond_output_does_not_depend_on_uncond(dirs: tuple[str, str]) -> None:
     """Issue 14.5: cond and uncond in one model call (ComfyUI's default) give what the cond call gives alone, for
-    every scheme (before: fp8 per-tensor 1.9e-2, its dynamic scale spanned the batch)."""
+    every scheme (before: fp8 per-tensor 1.9e-2, its dynamic scale spanned the batch). A coupling shows at FP8
+    rounding level (1e-3 and up); float32 accumulation order across batch sizes stays below 1e-4."""
     res = run(dirs, "cfgbatch")
     print({k: f"{v['max_rel_diff']:.2e}" for k, v in res.items()})
     assert len(res) == 7
     for label, r in res.items():
-        assert r["max_rel_diff"] <= 1e-5, (label, r["max_rel_diff"])
+        assert r["max_rel_diff"] <= 1e-4, (label, r["max_rel_diff"])
