@@ -27,7 +27,7 @@ WORKFLOWS = sorted(OUT_DIR.glob("*.json"))
 
 
 class WorkflowServer(ComfyServer):
-    extra_folders = ("text_encoders", "vae", "clip_vision")
+    extra_folders = ("text_encoders", "vae", "clip_vision", "latent_upscale_models")
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +107,8 @@ def test_web_extension_and_templates_are_served(server: ComfyServer) -> None:
             assert r.status == 200 and "javascript" in r.headers["Content-Type"]
     templates = server.get("/api/workflow_templates")
     assert sorted(templates["comfyui-dit-quant"]) == sorted(p.stem for p in WORKFLOWS)
+    for path in WORKFLOWS:  # the file names are the cards' titles: spaces, commas, parentheses must be served
+        for suffix in (".json", ".jpg"):
+            url = f"{server.url}/api/workflow_templates/comfyui-dit-quant/{urllib.parse.quote(path.stem)}{suffix}"
+            with urllib.request.urlopen(url, timeout=30) as r:
+                assert r.status == 200 and r.read() == path.with_suffix(suffix).read_bytes(), url
