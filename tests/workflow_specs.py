@@ -424,7 +424,7 @@ def qwen_image(edit: bool) -> Example:
         ]
         text = ("Qwen-Image-Edit: the input image (ComfyUI/input) edited by the prompt, 20 steps, cfg 2.5, shift 3, "
                 "CFGNorm 1, the image scaled to 1.5 megapixels for the text encoder and fed unscaled to VAEEncode "
-                "(as in ComfyUI's template). Text encoder: the template's qwen_2.5_vl_7b_fp8_scaled (9.4 GB). Or pick "
+                "(as in ComfyUI's template). Text encoder: the template's qwen_2.5_vl_7b_fp8_scaled. Or pick "
                 "the bf16 qwen_2.5_vl_7b.safetensors in CLIPLoader (an extra 16.6 GB download, from "
                 "Comfy-Org/Qwen-Image_ComfyUI split_files/text_encoders): Apply FP8 Weight Storage to CLIP stores it "
                 "in FP8 (bf16 compute), closer to bf16 than the fp8_scaled file. " + LOADER_TEXT + " "
