@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from official_templates import flatten, load_template
 
+from official_templates import flatten, load_template
 from workflow_graph import (
     FRONTEND_ONLY,
     check_workflow,

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from official_templates import Edge, flatten, load_template, relink
-
 from workflow_graph import FRONTEND_ONLY, NOTE_TYPES, combo_options, input_specs, sockets, used_files, widget_slots
 
 REPO = Path(__file__).resolve().parents[1]

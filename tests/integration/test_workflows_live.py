@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -48,6 +50,17 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     (root / "models/vae/../outside.safetensors").write_bytes(b"")
     with WorkflowServer(root) as srv:
         yield srv
+
+
+def test_examples_are_built_from_the_templates_this_comfyui_ships() -> None:
+    """The examples copy ComfyUI's own templates (the pinned comfyui-workflow-templates-json dev dependency):
+    the ComfyUI under test installs the same version, or the pin and the examples are due for an update."""
+    _, python = comfyui()
+    code = "import importlib.metadata as m; print(m.version('comfyui-workflow-templates-json'))"
+    theirs = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    ours = importlib.metadata.version("comfyui-workflow-templates-json")
+    assert theirs == ours, (f"ComfyUI ships comfyui-workflow-templates-json {theirs}, the examples are built from "
+                            f"{ours}: bump the pin in pyproject.toml, run tests/workflow_specs.py and review the diff")
 
 
 def test_snapshot_matches_live_object_info(server: ComfyServer) -> None:
