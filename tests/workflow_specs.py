@@ -23,8 +23,9 @@ from workflow_graph import FRONTEND_ONLY, NOTE_TYPES, combo_options, input_specs
 REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "example_workflows"
 SNAPSHOT = Path(__file__).resolve().parent / "data" / "object_info_snapshot.json"
-# The saved view fits the whole graph into a canvas of this size (a 1280x720 window less the frontend's menus).
-VIEW = (1230, 640)
+# The saved view fits the whole graph into this screen box (left, top, right, bottom) of a 1280x720 window: the
+# frontend's canvas fills the window under its side bar (left) and its menu and tab bars (top).
+VIEW = (60, 90, 1250, 700)
 NOTE_ID = 900
 
 
@@ -218,14 +219,14 @@ def bounding_box(nodes: list[dict]) -> tuple[float, float, float, float]:
             max(n["pos"][0] + n["size"][0] for n in nodes), max(n["pos"][1] + n["size"][1] for n in nodes))
 
 
-def fit_view(nodes: list[dict], view: tuple[int, int] = VIEW, margin: int = 40) -> dict:
-    """``extra.ds`` that shows every node inside a ``view``-sized canvas (screen = (pos + offset) * scale)."""
+def fit_view(nodes: list[dict], view: tuple[int, int, int, int] = VIEW) -> dict:
+    """``extra.ds`` that shows every node inside the screen box ``view`` (screen = (pos + offset) * scale)."""
     x0, y0, x1, y1 = bounding_box(nodes)
-    scale = min(1.0, (view[0] - 2 * margin) / (x1 - x0), (view[1] - 2 * margin) / (y1 - y0))
-    scale = math.floor(scale * 1000) / 1000
-    # centre the box in the view
-    off_x = (view[0] / scale - (x1 - x0)) / 2 - x0
-    off_y = (view[1] / scale - (y1 - y0)) / 2 - y0
+    left, top, right, bottom = view
+    scale = math.floor(min(1.0, (right - left) / (x1 - x0), (bottom - top) / (y1 - y0)) * 1000) / 1000
+    # centred in the box
+    off_x = ((left + right) / 2) / scale - (x0 + x1) / 2
+    off_y = ((top + bottom) / 2) / scale - (y0 + y1) / 2
     return {"scale": scale, "offset": [round(off_x, 1), round(off_y, 1)]}
 
 
