@@ -23,7 +23,7 @@ from ..quant.families import UnknownFamilyError, detect_family
 from ..quant.ignore import IgnoreMatcher
 from ..quant.int8_convert import ALREADY, INT8, REQUANTIZE, Int8Plan, convert_int8, plan_int8
 from ..quant.model import tensor_bytes
-from .load_common import PRESET_CHOICES
+from .load_common import PRESET_CHOICES, backend_reason
 from .ops import QuantLinearOp, make_ops
 from .patcher_copy import patcher_for_model, unpatched_weights
 
@@ -101,13 +101,15 @@ def quantize_int8(model, preset: str = "family default", ignored: str = "", min_
     report.bytes_after = tensor_bytes(dm)
     for rec in report.quantized:
         rec.backend = backend_for(device, INT8.name, rec.shape[0], rec.shape[1], request)
+        if rec.backend not in report.backend_why:
+            report.backend_why[rec.backend] = backend_reason(device, INT8.name, rec.shape[0], rec.shape[1], request)
     if plan.count(REQUANTIZE):
         report.notes.append(f"{plan.count(REQUANTIZE)} FP8 layers dequantized and requantized to INT8")
     if plan.count(ALREADY):
         report.notes.append(f"{plan.count(ALREADY)} layers were already INT8 (kept as they are)")
     report.notes.append(f"device: {device}" + (f"; {note}" if note else ""))
     family = detected.describe() if detected else "unknown family (no preset)"
-    text = f"INT8 W8A8\nfamily: {family}\n{report.summary()}"
+    text = report.summary(context=[f"family: {family}"])
     log.info("INT8 NPU Quantize: %s", text.replace("\n", "; "))
     return new, text
 

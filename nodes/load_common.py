@@ -7,7 +7,8 @@ import comfy.model_management as mm
 import comfy.utils
 import torch
 
-from ..kernels.dispatch import backend_for
+from ..kernels.detect import detect_caps
+from ..kernels.dispatch import backend_for, choice_for
 from ..quant.report import QuantReport
 
 # preset widget label -> the family preset it applies (quant.families.presets)
@@ -66,6 +67,20 @@ def _module_name(model_config, layer: str) -> str:
     return renamed.removesuffix(".weight")
 
 
+def backend_reason(device: torch.device, scheme: str, n: int, k: int, requested: str,
+                   block: tuple[int, int] | None = None) -> str:
+    """Why the dispatch runs the backend it picks for one layer (the summary's headline says it)."""
+    caps = detect_caps(device.type, device.index or 0)
+    choice = choice_for(device, scheme, n, k, requested, *(block or (0, 0)))
+    if choice.note:
+        return choice.note
+    if requested == "eager":
+        return "requested"
+    if choice.backend == "eager" and device.type == "cpu":
+        return "CPU: the float32 reference; backend 'torch' runs torch's CPU kernels"
+    return f"the scheme's fast path on {caps.describe()}"
+
+
 def record_backends(report: QuantReport, dm: torch.nn.Module, device: torch.device, backend: str,
                      model_config=None) -> None:
     """The backend the dispatch picks on the load device, per quantized layer of the built model ``dm``
@@ -79,6 +94,9 @@ def record_backends(report: QuantReport, dm: torch.nn.Module, device: torch.devi
             continue
         rec.backend = backend_for(device, m.scheme.name, m.out_features, m.in_features, backend,
                                   *(m.scheme.block or (0, 0)))
+        if rec.backend not in report.backend_why:
+            report.backend_why[rec.backend] = backend_reason(device, m.scheme.name, m.out_features, m.in_features,
+                                                             backend, m.scheme.block)
     if missing:
         report.notes.append(f"warning: {len(missing)} quantized layers are not quantized modules of the built "
                             f"model: {', '.join(missing[:5])}")

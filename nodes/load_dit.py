@@ -41,10 +41,10 @@ def _progress(total: int):
 
 def _load_plain(path: str, label: str, block_size: str, preset: str, ignored: str, device: torch.device,
                 notes: list[str]) -> tuple[dict, dict | None, QuantReport, str]:
+    why = ""
     if label == "auto":
         cap = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
         label, why = auto_scheme_name(device.type, cap)
-        notes.append(f"auto scheme: {label} ({why})")
     scheme = build_scheme(label, block_size)
     header = read_header(path)
     try:
@@ -59,6 +59,7 @@ def _load_plain(path: str, label: str, block_size: str, preset: str, ignored: st
     layers, report = plan_state_dict({k: (v.shape, v.torch_dtype) for k, v in header.tensors.items()}, scheme,
                                       detected, PRESET_CHOICES[preset], ignored)
     report.bytes_before = sum(v.nbytes for v in header.tensors.values())
+    report.scheme_why = why
     n_fp8 = sum(header.tensors[k + ".weight"].torch_dtype in PLAIN_FP8_DTYPES for k in layers)
     if n_fp8:
         notes.append(f"plain FP8 cast file (no scales): {n_fp8} FP8 weights requantized to {scheme.describe()} "
@@ -164,5 +165,5 @@ class LoadFP8DiT(io.ComfyNode):
             raise RuntimeError(f"ComfyUI could not detect the model type of {path}")
         record_backends(report, patcher.model.diffusion_model, device, backend, patcher.model.model_config)
         report.notes.extend([*notes, f"compute dtype: {str(dtype).removeprefix('torch.')}"])
-        text = f"{unet_name}\nfamily: {family}\n{report.summary()}"
+        text = report.summary(context=[f"file: {unet_name}", f"family: {family}"])
         return io.NodeOutput(patcher, ui=ui.PreviewText(text))

@@ -98,5 +98,5 @@ class ModelOptCheckpointLoader(io.ComfyNode):
             raise RuntimeError(f"ComfyUI could not detect the model type of {path} ({loaded.family})")
         record_backends(loaded.report, patcher.model.diffusion_model, device, backend)
         loaded.report.notes.append(f"compute dtype: {str(dtype).removeprefix('torch.')}")
-        text = f"{source} [{component}]\nfamily: {loaded.family}\n{loaded.report.summary()}"
+        text = loaded.report.summary(context=[f"source: {source} [{component}]", f"family: {loaded.family}"])
         return io.NodeOutput(patcher, text, ui=ui.PreviewText(text))

@@ -15,6 +15,11 @@ class LayerRecord:
     reason: str = ""
 
 
+def size_text(n_bytes: int) -> str:
+    """``14.52 GB`` (``512.0 MB`` under 1 GB: tiny test models still show a number)."""
+    return f"{n_bytes / 1024**3:.2f} GB" if n_bytes >= 1024**3 else f"{n_bytes / 1024**2:.1f} MB"
+
+
 @dataclass
 class QuantReport:
     scheme: str
@@ -23,6 +28,8 @@ class QuantReport:
     bytes_before: int = 0
     bytes_after: int = 0
     notes: list[str] = field(default_factory=list)
+    scheme_why: str = ""  # why this scheme (scheme "auto"'s choice for the device); shown in the headline
+    backend_why: dict[str, str] = field(default_factory=dict)  # backend -> why it is the one that runs
 
     def backends(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -31,17 +38,23 @@ class QuantReport:
                 counts[rec.backend] = counts.get(rec.backend, 0) + 1
         return counts
 
-    def summary(self, max_skipped: int = 12) -> str:
-        """Human-readable summary (what the nodes and the CLI print)."""
-        gb = 1024**3
-        lines = [
-            f"scheme: {self.scheme}",
-            f"layers quantized: {len(self.quantized)}, kept in high precision: {len(self.skipped)}",
-            f"weights: {self.bytes_before / gb:.3f} GB -> {self.bytes_after / gb:.3f} GB"
-            + (f" ({self.bytes_after / self.bytes_before:.0%})" if self.bytes_before else ""),
-        ]
+    def headline(self) -> list[str]:
+        """The first lines of the summary, what a user looks for: scheme (and why), layers quantized / kept,
+        weights before -> after, the backend that runs (and why)."""
+        scheme = self.scheme + (f" (auto: {self.scheme_why})" if self.scheme_why else "")
+        lines = [f"{scheme}: layers quantized: {len(self.quantized)}, kept in high precision: {len(self.skipped)}",
+                 f"weights: {size_text(self.bytes_before)} -> {size_text(self.bytes_after)}"
+                 + (f" ({self.bytes_after / self.bytes_before:.0%})" if self.bytes_before else "")]
         if self.backends():
-            lines.append("backend: " + ", ".join(f"{b} x{n}" for b, n in sorted(self.backends().items())))
+            lines.append("backend: " + ", ".join(
+                f"{b} x{n}" + (f" ({self.backend_why[b]})" if self.backend_why.get(b) else "")
+                for b, n in sorted(self.backends().items(), key=lambda item: -item[1])))
+        return lines
+
+    def summary(self, max_skipped: int = 12, context: tuple[str, ...] | list[str] = ()) -> str:
+        """Human-readable summary (what the nodes and the CLI print): the headline first, then ``context`` (the
+        file, the family), the layers kept and the notes."""
+        lines = [*self.headline(), *context]
         for rec in self.skipped[:max_skipped]:
             lines.append(f"  kept {rec.name} {list(rec.shape)}: {rec.reason}")
         if len(self.skipped) > max_skipped:

@@ -14,7 +14,11 @@ from typing import Any
 
 # Nodes that live only in the frontend (never sent to the server).
 FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
+NOTE_TYPES = {"Note", "MarkdownNote"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+# ComfyUI's V3 dynamic inputs: any type, matched across the node's inputs and output (ComfySwitchNode), and a
+# socket list that grows as it is connected (ComfyMathExpression's values.a, values.b...).
+MATCH_TYPE, AUTOGROW = "COMFY_MATCHTYPE_V3", "COMFY_AUTOGROW_V3"
 # (node type, input) -> model folder: combos whose options are the files of a folder on the machine.
 FILE_WIDGETS: dict[tuple[str, str], str] = {
     ("UNETLoader", "unet_name"): "diffusion_models",
@@ -26,6 +30,8 @@ FILE_WIDGETS: dict[tuple[str, str], str] = {
     ("VAELoader", "vae_name"): "vae",
     ("CLIPVisionLoader", "clip_name"): "clip_vision",
     ("LoraLoaderModelOnly", "lora_name"): "loras",
+    ("LoraLoader", "lora_name"): "loras",
+    ("LatentUpscaleModelLoader", "model_name"): "latent_upscale_models",
     ("LoadImage", "image"): "input",
     ("LoadVideo", "file"): "input",
 }
@@ -97,6 +103,28 @@ def value_error(node_type: str, name: str, kind: Any, opts: dict, value: Any) ->
     return None
 
 
+def autogrow_inputs(info: dict) -> dict[str, str]:
+    """The sockets a growing input (``COMFY_AUTOGROW_V3``) can add: ``values.a``, ``images.image0``... -> type."""
+    out = {}
+    for name, kind, opts in input_specs(info):
+        if kind != AUTOGROW:
+            continue
+        template = opts.get("template", {})
+        (sub_kind, *_), = template.get("input", {}).get("required", {}).values()
+        names = template.get("names") or [f"{template.get('prefix', '')}{k}" for k in range(template.get("max", 50))]
+        out.update({f"{name}.{n}": sub_kind for n in names})
+    return out
+
+
+def types_match(declared: str, given: str | None) -> bool:
+    """Whether an output of type ``given`` may feed an input declared ``declared`` (``*``, match types, unions)."""
+    if given is None:
+        return False
+    if MATCH_TYPE in (declared, given) or "*" in (declared, given):
+        return True
+    return given in declared.split(",")
+
+
 def _links(workflow: dict) -> dict[int, list]:
     return {link[0]: link for link in workflow["links"]}
 
@@ -127,6 +155,7 @@ def check_workflow(workflow: dict, object_info: dict) -> list[str]:
         declared = dict(sockets(info))
         declared.update({n: ("COMBO" if isinstance(k, list) else k) for n, k, _ in input_specs(info)
                          if is_widget(k) and any(i.get("widget", {}).get("name") == n for i in node.get("inputs", []))})
+        declared.update(autogrow_inputs(info))
         for inp in node.get("inputs", []):
             if inp["name"] not in declared:
                 errors.append(f"{where}: input {inp['name']!r} does not exist")
@@ -138,11 +167,15 @@ def check_workflow(workflow: dict, object_info: dict) -> list[str]:
             if src is None:
                 errors.append(f"{where}: input {inp['name']} has a dangling link {inp['link']}")
                 continue
+            if src["type"] in FRONTEND_ONLY:  # a PrimitiveNode takes the type of the widget it drives
+                continue
             out_types = object_info.get(src["type"], {}).get("output", [])
             out_type = out_types[link[2]] if link[2] < len(out_types) else None
-            if declared[inp["name"]] not in ("*", out_type):
+            if not types_match(declared[inp["name"]], out_type):
                 errors.append(f"{where}: input {inp['name']} ({declared[inp['name']]}) fed {out_type}")
         for name, kind in sockets(info):
+            if kind == AUTOGROW:
+                continue
             if name in info["input"].get("required", {}) and not any(
                     i["name"] == name and i.get("link") is not None for i in node.get("inputs", [])):
                 errors.append(f"{where}: required input {name} ({kind}) is not connected")
@@ -152,6 +185,21 @@ def check_workflow(workflow: dict, object_info: dict) -> list[str]:
 def to_api_prompt(workflow: dict, object_info: dict) -> dict:
     """The API prompt for a workflow: widget values by input name, links as ``[source id, output index]``."""
     links = _links(workflow)
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+
+    def source(link_id: int) -> list | None:
+        """[source id, output index] a link brings, through bypassed nodes (as the frontend does), or None."""
+        _, src, slot, _, _, kind = links[link_id]
+        node = nodes[src]
+        if node["type"] in FRONTEND_ONLY or node.get("mode", 0) == 2:  # a primitive's value is the widget's own
+            return None
+        if node.get("mode", 0) == 4:  # bypassed: the first linked input of the same type passes through
+            for inp in node.get("inputs", []):
+                if inp.get("link") is not None and types_match(inp["type"], kind):
+                    return source(inp["link"])
+            return None
+        return [str(src), slot]
+
     prompt: dict[str, dict] = {}
     for node in workflow["nodes"]:
         if node["type"] in FRONTEND_ONLY or node.get("mode", 0) in (2, 4):
@@ -162,9 +210,10 @@ def to_api_prompt(workflow: dict, object_info: dict) -> dict:
             if extra is None:
                 inputs[name] = value
         for inp in node.get("inputs", []):
-            if inp.get("link") is not None:
-                link = links[inp["link"]]
-                inputs[inp["name"]] = [str(link[1]), link[2]]
+            if inp.get("link") is not None and (src := source(inp["link"])) is not None:
+                inputs[inp["name"]] = src
+            elif inp.get("widget") is None:
+                inputs.pop(inp["name"], None)
         prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
     return prompt
 
@@ -204,3 +253,59 @@ def snapshot(object_info: dict, node_types: set[str]) -> dict:
             entry["input"][section] = sec
         out[ntype] = entry
     return out
+
+
+Difference = tuple  # (kind, node id, detail...): "added" / "removed" / "type" / "mode" / "widget" / "link+" / "link-"
+
+
+def _named_widgets(node: dict, object_info: dict) -> dict[str, Any]:
+    """A node's widget values by input name (by position for frontend-only nodes such as PrimitiveNode)."""
+    values = node.get("widgets_values") or []
+    info = object_info.get(node["type"])
+    if info is None or isinstance(values, dict):
+        return {f"#{k}": v for k, v in enumerate(values)} if isinstance(values, list) else dict(values)
+    slots = widget_slots(info)
+    return {name: v for (name, extra), v in zip(slots, values, strict=False) if extra is None}
+
+
+def _link_set(graph: dict, passthrough: set[int]) -> set[tuple[int, int, int, str]]:
+    """(source id, output slot, target id, input name) of every link, pass-through nodes bridged over."""
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    feeds = {}  # pass-through node -> what feeds its (single) linked input
+    for _, src, slot, dst, _, _ in graph["links"]:
+        if dst in passthrough:
+            feeds[dst] = (src, slot)
+    out = set()
+    for _, src, slot, dst, dslot, _ in graph["links"]:
+        if dst in passthrough or nodes[dst]["type"] in NOTE_TYPES:
+            continue
+        while src in passthrough:
+            src, slot = feeds[src]
+        out.add((src, slot, dst, nodes[dst]["inputs"][dslot]["name"]))
+    return out
+
+
+def graph_differences(official: dict, example: dict, object_info: dict) -> set[Difference]:
+    """How ``example`` differs from the (flattened) ``official`` graph: nodes by id, widget values by name, modes,
+    links by (source, slot, target, input name). Notes are left out. A node added in ``example`` whose only input is
+    linked is treated as inserted on that link: the links through it are compared as if it were not there."""
+    old = {n["id"]: n for n in official["nodes"] if n["type"] not in NOTE_TYPES}
+    new = {n["id"]: n for n in example["nodes"] if n["type"] not in NOTE_TYPES}
+    diffs: set[Difference] = set()
+    diffs |= {("removed", i, old[i]["type"]) for i in old.keys() - new.keys()}
+    added = new.keys() - old.keys()
+    diffs |= {("added", i, new[i]["type"]) for i in added}
+    for i in old.keys() & new.keys():
+        a, b = old[i], new[i]
+        if a["type"] != b["type"]:
+            diffs.add(("type", i, a["type"], b["type"]))
+        if a.get("mode", 0) != b.get("mode", 0):
+            diffs.add(("mode", i, a.get("mode", 0), b.get("mode", 0)))
+        wa, wb = _named_widgets(a, object_info), _named_widgets(b, object_info)
+        for name in wa.keys() & wb.keys():
+            if wa[name] != wb[name]:
+                diffs.add(("widget", i, name))
+    passthrough = {i for i in added if sum(inp.get("link") is not None for inp in new[i].get("inputs", [])) == 1}
+    la, lb = _link_set(official, set()), _link_set(example, passthrough)
+    diffs |= {("link-", *e) for e in la - lb} | {("link+", *e) for e in lb - la}
+    return diffs

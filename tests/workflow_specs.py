@@ -1,435 +1,498 @@
-"""The example workflows as data, and the builder that writes them in ComfyUI's frontend format.
+"""The example workflows: ComfyUI's own templates with the pack's nodes swapped in, and the builder that writes them.
 
-``python tests/workflow_specs.py`` rewrites ``example_workflows/*.json`` (and a labelled ``.jpg`` thumbnail each)
-from the specs below and the node schemas in ``tests/data/object_info_snapshot.json``. Settings follow
-ComfyUI's own templates (Comfy-Org/workflow_templates); file names are those of the Comfy-Org repackaged models.
+``python tests/workflow_specs.py`` rewrites ``example_workflows/*.json`` (and a labelled ``.jpg`` thumbnail each).
+Each example starts from an official template (the pinned ``comfyui-workflow-templates-json`` package), flattened
+(``official_templates.flatten``); the official notes are replaced by the pack's note, and the ``Change`` list of the
+example is applied: the pack's loader in place of ``UNETLoader``, a pack node inserted on a loader's output, a
+widget value changed. Every change carries its reason; the note and README list them, and
+``tests/test_workflows.py`` checks that the examples differ from the official templates by exactly these changes.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workflow_graph import combo_options, input_specs, is_widget, sockets, widget_slots
+from official_templates import Edge, flatten, load_template, relink
+from workflow_graph import FRONTEND_ONLY, NOTE_TYPES, combo_options, input_specs, sockets, used_files, widget_slots
 
 REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "example_workflows"
 SNAPSHOT = Path(__file__).resolve().parent / "data" / "object_info_snapshot.json"
-
-HF = "https://huggingface.co/Comfy-Org/{repo}/resolve/main/split_files/{folder}/{name}"
-REPOS = {"wan2.2": "Wan_2.2_ComfyUI_Repackaged", "wan2.1": "Wan_2.1_ComfyUI_repackaged",
-         "qwen": "Qwen-Image_ComfyUI", "qwen_edit": "Qwen-Image-Edit_ComfyUI",
-         "hv15": "HunyuanVideo_1.5_repackaged"}
-WAN_NEGATIVE = ("色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，"
-                "最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，"
-                "畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走")
+# The saved view fits the whole graph into this screen box (left, top, right, bottom) of a 1280x720 window: the
+# frontend's canvas fills the window under its side bar (left) and its menu and tab bars (top).
+VIEW = (60, 90, 1250, 700)
+NOTE_ID = 900
 
 
 @dataclass
-class N:
-    """One node: widget values by input name, linked inputs as ``name: (source id, output index)``."""
+class Change:
+    """One difference from the official template and why.
 
-    id: int
-    type: str
-    col: int
-    row: float
-    w: dict[str, Any] = field(default_factory=dict)
-    i: dict[str, tuple[int, int]] = field(default_factory=dict)
+    ``swap``: node ``node`` becomes ``type`` (links kept by input name / output slot); ``insert``: a new node
+    ``node`` of ``type`` takes over output 0 of node ``source`` (it is fed by it and feeds its consumers);
+    ``set``: widget values only. ``widgets`` are values by input name.
+    """
+
+    kind: str
+    node: int
+    reason: str
+    type: str | None = None
+    widgets: dict[str, Any] = field(default_factory=dict)
+    source: int | None = None
     title: str | None = None
-    model: tuple[str, str] | None = None  # (repo key, folder) for the frontend's missing-model download
+
+
+def swap(node: int, type: str, reason: str, title: str | None = None, **widgets: Any) -> Change:
+    return Change("swap", node, reason, type, widgets, title=title)
+
+
+def insert(node: int, source: int, type: str, reason: str, **widgets: Any) -> Change:
+    return Change("insert", node, reason, type, widgets, source=source)
+
+
+def set_widgets(node: int, reason: str, **widgets: Any) -> Change:
+    return Change("set", node, reason, widgets=widgets)
 
 
 @dataclass
-class Workflow:
-    name: str
+class Example:
+    name: str  # file stem; ComfyUI's template browser shows it as the card's title and description
+    template: str  # the official template (file stem in comfyui_workflow_templates_json/templates)
     title: str
-    note: str
-    nodes: list[N]
+    description: str
+    text: str
+    changes: list[Change]
 
 
-def _model_entry(node: N, value: str) -> dict:
-    repo, folder = node.model
-    return {"name": value, "url": HF.format(repo=REPOS[repo], folder=folder, name=value), "directory": folder}
+# ----------------------------------------------------------------------------------------------- building
 
 
-def build(wf: Workflow, info: dict[str, dict]) -> dict:
-    """The frontend-format JSON of ``wf`` (positions on a grid; sizes roughly as the frontend draws them)."""
-    links: list[list] = []
-    out_links: dict[tuple[int, int], list[int]] = {}
-    types = {n.id: n.type for n in wf.nodes}
-    nodes = []
-    for order, n in enumerate(wf.nodes):
-        if n.type == "Note":
-            nodes.append({"id": n.id, "type": "Note", "pos": [n.col * 380 - 420, n.row * 150], "size": [400, 560],
-                          "flags": {}, "order": order, "mode": 0, "inputs": [], "outputs": [],
-                          "title": n.title or "Files and folders", "properties": {}, "widgets_values": [wf.note],
-                          "color": "#432", "bgcolor": "#653"})
-            continue
-        spec = info[n.type]
-        inputs = []
-        for name, kind in sockets(spec):
-            entry: dict[str, Any] = {"name": name, "type": kind, "link": None}
-            if name in spec["input"].get("optional", {}):
-                entry["shape"] = 7
-            inputs.append(entry)
-        widget_kinds = {name: kind for name, kind, _ in input_specs(spec) if is_widget(kind)}
-        for name in n.i:
-            if name in widget_kinds:  # a widget driven by a link (e.g. TrimVideoLatent.trim_amount)
-                kind = widget_kinds[name]
-                inputs.append({"name": name, "type": "COMBO" if isinstance(kind, list) else kind,
-                               "widget": {"name": name}, "link": None})
-        for entry in inputs:
-            if entry["name"] in n.i:
-                src, slot = n.i[entry["name"]]
-                link_id = len(links) + 1
-                links.append([link_id, src, slot, n.id, inputs.index(entry), info[types[src]]["output"][slot]])
-                entry["link"] = link_id
-                out_links.setdefault((src, slot), []).append(link_id)
-        values, models = [], []
-        opts_of = {name: (kind, opts) for name, kind, opts in input_specs(spec)}
-        for name, extra in widget_slots(spec):
-            kind, opts = opts_of[name]
-            if extra == "control":
-                values.append(n.w.get("control_after_generate", "fixed"))
-            elif extra == "upload":
-                values.append("image")
-            elif name in n.w:
-                values.append(n.w[name])
-                if n.model and opts.get("file_folder"):
-                    models.append(_model_entry(n, n.w[name]))
-            elif "default" in opts:
-                values.append(opts["default"])
-            else:
-                options = combo_options(kind, opts)
-                if not options:
-                    raise ValueError(f"{wf.name}: node {n.id} ({n.type}) needs a value for {name}")
-                values.append(options[0])
-        multiline = sum(1 for name, _ in widget_slots(spec) if opts_of[name][1].get("multiline"))
-        button = 28 if "ignored_layers" in opts_of else 0  # the web extension's "Pick layers..." button
-        height = 50 + 24 * (len(values) + len(inputs)) + 96 * multiline + button
-        node = {"id": n.id, "type": n.type, "pos": [n.col * 380, n.row * 150],
-                "size": [340, height], "flags": {}, "order": order, "mode": 0,
-                "inputs": inputs,
-                "outputs": [{"name": name, "type": kind, "links": None}
-                            for name, kind in zip(spec["output_name"], spec["output"], strict=True)],
-                "properties": {"Node name for S&R": n.type, **({"models": models} if models else {})},
-                "widgets_values": values}
-        if n.title:
-            node["title"] = n.title
-        nodes.append(node)
-    for node in nodes:
-        for slot, out in enumerate(node["outputs"]):
-            out["links"] = out_links.get((node["id"], slot), [])
-    _stack_columns(nodes)
-    return {"id": f"dit-quant-{wf.name}", "revision": 0, "last_node_id": max(n.id for n in wf.nodes),
-            "last_link_id": len(links), "nodes": nodes, "links": links, "groups": [], "config": {},
-            "extra": {"ds": {"scale": 0.7, "offset": [480, 80]}, "dit_quant": {"title": wf.title}}, "version": 0.4}
+def _widget_index(info: dict, name: str) -> int:
+    for k, (slot, extra) in enumerate(widget_slots(info)):
+        if slot == name and extra is None:
+            return k
+    raise KeyError(f"{info.get('name', '?')}: no widget {name!r} in {widget_slots(info)}")
 
 
-def _stack_columns(nodes: list[dict[str, Any]], gap: int = 40) -> None:
-    """Move nodes down within their column so that none overlaps the one above it (row order is kept)."""
-    bottom: dict[int, float] = {}
-    for node in sorted(nodes, key=lambda nd: (nd["pos"][0], nd["pos"][1])):
-        x, y = node["pos"]
-        y = max(y, bottom.get(x, y - gap) + gap)
-        node["pos"] = [x, y]
-        bottom[x] = y + node["size"][1] + 30  # the title bar is drawn above pos
-    return None
+def _fresh_values(info: dict, node_type: str, widgets: dict[str, Any]) -> list:
+    """``widgets_values`` of a new node: the given values, else each input's default (or first option)."""
+    values = []
+    for name, extra in widget_slots(info):
+        spec = next(o for n, _, o in input_specs(info) if n == name)
+        kind = next(k for n, k, _ in input_specs(info) if n == name)
+        if extra == "control":
+            values.append("fixed")
+        elif extra == "upload":
+            values.append("image")
+        elif name in widgets:
+            values.append(widgets[name])
+        elif "default" in spec:
+            values.append(spec["default"])
+        else:
+            options = combo_options(kind, spec)
+            if not options:
+                raise ValueError(f"{node_type}: needs a value for {name}")
+            values.append(options[0])
+    unknown = set(widgets) - {n for n, _ in widget_slots(info)}
+    if unknown:
+        raise KeyError(f"{node_type}: no widget(s) {sorted(unknown)}")
+    return values
 
 
-def files_note(title: str, files: dict[str, list[str]], text: str) -> str:
-    """Note text: what the workflow shows, then the files and where they go under ComfyUI/models/."""
-    lines = [title, "", text, "", "Files (Comfy-Org repackaged models) and where they go:", "", "ComfyUI/models/"]
-    for folder, names in files.items():
+def _height(info: dict, n_values: int, n_inputs: int) -> int:
+    """About the height the frontend draws a node with (multiline boxes, the "Pick layers" button)."""
+    multiline = sum(1 for _, _, o in input_specs(info) if o.get("multiline"))
+    button = 28 if any(n == "ignored_layers" for n, _, _ in input_specs(info)) else 0
+    return 50 + 24 * (n_values + n_inputs) + 96 * multiline + button
+
+
+def _model_entry(old: dict | None, name: str, folder: str) -> dict:
+    url = old["url"].rsplit("/", 1)[0] + "/" + name if old else ""
+    return {"name": name, "url": url, "directory": folder}
+
+
+def _fresh_node(node_id: int, node_type: str, info: dict, widgets: dict[str, Any]) -> dict:
+    inputs = [{"name": n, "type": k, "link": None, **({"shape": 7} if n in info["input"].get("optional", {}) else {})}
+              for n, k in sockets(info)]
+    values = _fresh_values(info, node_type, widgets)
+    return {"id": node_id, "type": node_type, "pos": [0, 0], "size": [340, _height(info, len(values), len(inputs))],
+            "flags": {}, "order": 0, "mode": 0, "inputs": inputs,
+            "outputs": [{"name": n, "type": k, "links": []}
+                        for n, k in zip(info["output_name"], info["output"], strict=True)],
+            "properties": {"Node name for S&R": node_type}, "widgets_values": values}
+
+
+def _edges_of(graph: dict) -> list[Edge]:
+    return [(lk[1], lk[2], lk[3], lk[4], lk[5]) for lk in graph["links"]]
+
+
+def _apply_swap(node: dict, ch: Change, info: dict[str, dict], edges: list[Edge]) -> list[Edge]:
+    old_info, new_info = info[node["type"]], info[ch.type]
+    old_values = dict(zip([n for n, e in widget_slots(old_info) if e is None],
+                          [v for (_, e), v in zip(widget_slots(old_info), node["widgets_values"], strict=True)
+                           if e is None], strict=True))
+    kept = {n: v for n, v in old_values.items() if n in {s for s, _ in widget_slots(new_info)}}
+    fresh = _fresh_node(node["id"], ch.type, new_info, {**kept, **ch.widgets})
+    old_inputs = [i["name"] for i in node.get("inputs", [])]
+    new_inputs = [i["name"] for i in fresh["inputs"]]
+    out = []
+    for src, sslot, dst, dslot, kind in edges:
+        if dst == node["id"]:
+            name = old_inputs[dslot]
+            if name not in new_inputs:
+                raise ValueError(f"{ch.type}: no input {name!r} for the link into node {node['id']}")
+            dslot = new_inputs.index(name)
+        out.append((src, sslot, dst, dslot, kind))
+    models = []
+    old_models = {m["directory"]: m for m in node.get("properties", {}).get("models", [])}
+    for (name, extra), value in zip(widget_slots(new_info), fresh["widgets_values"], strict=True):
+        opts = next(o for n, _, o in input_specs(new_info) if n == name)
+        if extra is None and opts.get("file_folder"):
+            models.append(_model_entry(old_models.get(opts["file_folder"]), value, opts["file_folder"]))
+    if models:
+        fresh["properties"]["models"] = models
+    fresh["pos"], fresh["mode"] = node["pos"], node.get("mode", 0)
+    fresh["size"] = [max(340, node["size"][0]), fresh["size"][1]]
+    node.clear()
+    node.update(fresh)
+    if ch.title:
+        node["title"] = ch.title
+    return out
+
+
+def _apply_insert(nodes: dict[int, dict], ch: Change, info: dict[str, dict], edges: list[Edge]) -> list[Edge]:
+    new_info = info[ch.type]
+    fresh = _fresh_node(ch.node, ch.type, new_info, ch.widgets)
+    src = nodes[ch.source]
+    fresh["pos"] = [src["pos"][0], src["pos"][1] + src["size"][1] + 60]
+    out_type = new_info["output"][0]
+    in_slot = next(k for k, i in enumerate(fresh["inputs"]) if i["type"] == out_type)
+    moved = [(ch.node, 0, dst, dslot, kind) if (s, sslot) == (ch.source, 0) else (s, sslot, dst, dslot, kind)
+             for s, sslot, dst, dslot, kind in edges]
+    nodes[ch.node] = fresh
+    return [*moved, (ch.source, 0, ch.node, in_slot, out_type)]
+
+
+def _complete_widgets(node: dict, info: dict) -> None:
+    """Append the defaults of widgets ComfyUI added after the template was saved (the frontend does the same)."""
+    values = node.get("widgets_values") or []
+    if isinstance(values, dict):
+        return
+    slots = widget_slots(info)
+    if len(values) < len(slots):
+        node["widgets_values"] = values + _fresh_values(info, node["type"], {})[len(values):]
+
+
+def _apply_set(node: dict, ch: Change, info: dict[str, dict]) -> None:
+    for name, value in ch.widgets.items():
+        node["widgets_values"][_widget_index(info[node["type"]], name)] = value
+
+
+def _overlaps(a: dict, b: dict, gap: float = 20) -> bool:
+    (ax, ay), (aw, ah) = a["pos"], a["size"]
+    (bx, by), (bw, bh) = b["pos"], b["size"]
+    return ax < bx + bw + gap and bx < ax + aw + gap and ay - 30 < by + bh + gap and by - 30 < ay + ah + gap
+
+
+def _settle(nodes: list[dict]) -> None:
+    """Move nodes down, top to bottom, until none overlaps another (a swapped-in node is taller)."""
+    placed: list[dict] = []
+    for node in sorted(nodes, key=lambda n: (n["pos"][1], n["pos"][0])):
+        moved = True
+        while moved:
+            moved = False
+            for other in placed:
+                if _overlaps(node, other):
+                    node["pos"] = [node["pos"][0], other["pos"][1] + other["size"][1] + 50]
+                    moved = True
+        placed.append(node)
+
+
+def bounding_box(nodes: list[dict]) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) of all nodes, title bars (30 px above ``pos``) included."""
+    return (min(n["pos"][0] for n in nodes), min(n["pos"][1] - 30 for n in nodes),
+            max(n["pos"][0] + n["size"][0] for n in nodes), max(n["pos"][1] + n["size"][1] for n in nodes))
+
+
+def fit_view(nodes: list[dict], view: tuple[int, int, int, int] = VIEW) -> dict:
+    """``extra.ds`` that shows every node inside the screen box ``view`` (screen = (pos + offset) * scale)."""
+    x0, y0, x1, y1 = bounding_box(nodes)
+    left, top, right, bottom = view
+    scale = math.floor(min(1.0, (right - left) / (x1 - x0), (bottom - top) / (y1 - y0)) * 1000) / 1000
+    # centred in the box
+    off_x = ((left + right) / 2) / scale - (x0 + x1) / 2
+    off_y = ((top + bottom) / 2) / scale - (y0 + y1) / 2
+    return {"scale": scale, "offset": [round(off_x, 1), round(off_y, 1)]}
+
+
+def reasons(ex: Example) -> list[str]:
+    """The reasons of ``ex.changes``, each once, in order."""
+    return list(dict.fromkeys(c.reason for c in ex.changes))
+
+
+def note_text(ex: Example, files: list[tuple[str, str]]) -> str:
+    """The note: what the example shows, how it differs from ComfyUI's template and why, then the files."""
+    lines = [ex.title, "", ex.text, "", f"ComfyUI's own template '{ex.template}', with these changes:"]
+    lines.extend(f"- {reason}" for reason in reasons(ex))
+    lines.append("- Notes: this note replaces the template's notes; subgraphs are flattened.")
+    lines += ["", "Files and where they go:", "", "ComfyUI/models/"]
+    by_folder: dict[str, list[str]] = {}
+    for folder, name in files:
+        if folder != "input" and name not in by_folder.setdefault(folder, []):
+            by_folder[folder].append(name)
+    for folder, names in by_folder.items():
         lines.append(f"  {folder}/")
         lines.extend(f"    {name}" for name in names)
     return "\n".join(lines)
 
 
-def load_dit(id: int, row: float, name: str, repo: str, title: str | None = None, **w: Any) -> N:
-    return N(id, "DiTQuantLoadFP8DiT", 0, row, {"unet_name": name, **w}, title=title, model=(repo, "diffusion_models"))
+def build(ex: Example, info: dict[str, dict]) -> dict:
+    """The frontend-format JSON of ``ex``: the flattened official template with ``ex.changes`` applied."""
+    official = flatten(load_template(ex.template))
+    nodes = {n["id"]: n for n in official["nodes"] if n["type"] not in NOTE_TYPES}
+    edges = [e for e in _edges_of(official) if e[0] in nodes and e[2] in nodes]
+    for node in nodes.values():
+        if node["type"] not in FRONTEND_ONLY:
+            _complete_widgets(node, info[node["type"]])
+    for ch in ex.changes:
+        if ch.kind == "swap":
+            edges = _apply_swap(nodes[ch.node], ch, info, edges)
+        elif ch.kind == "insert":
+            edges = _apply_insert(nodes, ch, info, edges)
+        elif ch.kind == "set":
+            _apply_set(nodes[ch.node], ch, info)
+        else:
+            raise ValueError(f"{ex.name}: unknown change kind {ch.kind!r}")
+    body = list(nodes.values())
+    _settle(body)
+    x0, y0, _, _ = bounding_box(body)
+    graph = relink(body, edges)
+    text = note_text(ex, used_files(graph, info))
+    lines = sum(math.ceil(len(line) / 62) or 1 for line in text.split("\n"))  # wrapped at about 62 characters
+    note = {"id": NOTE_ID, "type": "Note", "pos": [x0 - 520, y0 + 30], "size": [480, 40 + 17 * lines],
+            "flags": {}, "order": 0, "mode": 0, "inputs": [], "outputs": [], "title": "Read me: files, changes",
+            "properties": {}, "widgets_values": [text], "color": "#432", "bgcolor": "#653"}
+    all_nodes = [note, *sorted(body, key=lambda n: n["id"])]
+    for order, n in enumerate(all_nodes):
+        n["order"] = order
+    return {"id": f"dit-quant-{ex.name}", "revision": 0, "last_node_id": max(n["id"] for n in all_nodes),
+            "last_link_id": len(graph["links"]), "nodes": all_nodes, "links": graph["links"], "groups": [],
+            "config": {},
+            "extra": {"ds": fit_view(all_nodes),
+                      "dit_quant": {"title": ex.title, "description": ex.description, "template": ex.template}},
+            "version": 0.4}
 
 
-def clip_loader(id: int, row: float, name: str, type: str, repo: str) -> N:
-    return N(id, "CLIPLoader", 0, row, {"clip_name": name, "type": type}, model=(repo, "text_encoders"))
+def documented_differences(ex: Example, info: dict[str, dict]) -> set[tuple]:
+    """The differences from the official template that ``ex.changes`` declare, in ``graph_differences``' terms:
+    a swapped node's type (and the widgets set on it that both types have), an inserted node, a set widget."""
+    official = {n["id"]: n for n in flatten(load_template(ex.template))["nodes"]}
+    out: set[tuple] = set()
+    for ch in ex.changes:
+        if ch.kind == "insert":
+            out.add(("added", ch.node, ch.type))
+            continue
+        old_type = official[ch.node]["type"]
+        if ch.kind == "swap":
+            out.add(("type", ch.node, old_type, ch.type))
+        old_widgets = {n for n, e in widget_slots(info[old_type]) if e is None}
+        out |= {("widget", ch.node, name) for name in ch.widgets if name in old_widgets}
+    return out
 
 
-def vae_loader(id: int, row: float, name: str, repo: str) -> N:
-    return N(id, "VAELoader", 0, row, {"vae_name": name}, model=(repo, "vae"))
+README = REPO / "README.md"
+README_BEGIN = "<!-- example workflows: begin (tests/workflow_specs.py) -->"
+README_END = "<!-- example workflows: end -->"
 
 
-def encode(id: int, row: float, text: str, clip: int, negative: bool = False) -> N:
-    title = "CLIP Text Encode (Negative Prompt)" if negative else "CLIP Text Encode (Positive Prompt)"
-    return N(id, "CLIPTextEncode", 1, row, {"text": text}, {"clip": (clip, 0)}, title=title)
+def readme_block() -> str:
+    """The README's list of examples: each one's official template and its changes with their reasons."""
+    lines = [README_BEGIN, "", "| example (template card title) | ComfyUI template | changes and why |",
+             "|---|---|---|"]
+    for ex in workflows():
+        why = "<br>".join(f"- {reason}" for reason in reasons(ex))
+        lines.append(f"| **{ex.name}**: {ex.description} | `{ex.template}` | {why} |")
+    lines += ["", README_END]
+    return "\n".join(lines)
 
 
-def video_out(first: int, col: int, latent: tuple[int, int], vae: int, fps: float, prefix: str) -> list[N]:
-    return [N(first, "VAEDecode", col, 0, i={"samples": latent, "vae": (vae, 0)}),
-            N(first + 1, "CreateVideo", col, 1, {"fps": fps}, {"images": (first, 0)}),
-            N(first + 2, "SaveVideo", col, 2, {"filename_prefix": prefix}, {"video": (first + 1, 0)})]
+def write_readme() -> None:
+    text = README.read_text()
+    head, _, rest = text.partition(README_BEGIN)
+    _, _, tail = rest.partition(README_END)
+    if not rest:
+        raise ValueError(f"{README}: no {README_BEGIN!r} marker")
+    README.write_text(head + readme_block() + tail)
 
 
-def two_stage(high: int, low: int, pos: tuple[int, int], neg: tuple[int, int], latent: tuple[int, int],
-              first: int) -> list[N]:
-    """Wan 2.2 A14B: shift 8 on both experts, 20 steps, cfg 3.5, high noise for steps 0-10, low noise after."""
-    common = {"steps": 20, "cfg": 3.5, "sampler_name": "euler", "scheduler": "simple"}
-    return [
-        N(first, "ModelSamplingSD3", 1, -1.2, {"shift": 8.0}, {"model": (high, 0)}),
-        N(first + 1, "ModelSamplingSD3", 1, -0.6, {"shift": 8.0}, {"model": (low, 0)}),
-        N(first + 2, "KSamplerAdvanced", 2, 0, {"add_noise": "enable", "noise_seed": 42,
-                                                "control_after_generate": "randomize", **common, "start_at_step": 0,
-                                                "end_at_step": 10, "return_with_leftover_noise": "enable"},
-          {"model": (first, 0), "positive": pos, "negative": neg, "latent_image": latent},
-          title="KSamplerAdvanced (high noise, steps 0-10)"),
-        N(first + 3, "KSamplerAdvanced", 3, -1, {"add_noise": "disable", "noise_seed": 0, **common,
-                                                 "start_at_step": 10, "end_at_step": 10000,
-                                                 "return_with_leftover_noise": "disable"},
-          {"model": (first + 1, 0), "positive": pos, "negative": neg, "latent_image": (first + 2, 0)},
-          title="KSamplerAdvanced (low noise, steps 10-end)"),
-    ]
+# ----------------------------------------------------------------------------------------------- the examples
+
+LOADER_TEXT = ("Load FP8 DiT quantizes the file while it loads (scheme auto picks per GPU: FP8 per-token x channel "
+               "on Ada/Hopper, INT8 W8A8 on Ampere, FP8 weight-only elsewhere) and keeps the family preset's layers "
+               "in bf16; 'Pick layers...' lists the file's layers. Its summary (scheme, layers, GB before -> after, "
+               "backend) shows on the node after a run.")
+LIGHTNING_TEXT = ("Lightning: set the boolean '{label}' to true to run the official {steps}-step LoRA setup "
+                  "(LoRA on the quantized model, {steps} steps, cfg 1), as in ComfyUI's template.")
+FP16_REASON = ("Load FP8 DiT in place of UNETLoader ({which}), on the fp16 file: it quantizes at load from full "
+               "precision (the official {official} also loads: it is already quantized, so it loads as it is)")
+INPUT_REASON = ("LoadImage: ComfyUI's sample example.png (ComfyUI/input) in place of the template's own input image, "
+                "which ships only with the templates package")
 
 
-UMT5 = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
-WAN_VAE = "wan_2.1_vae.safetensors"
-LOADER_TEXT = ("Load FP8 DiT quantizes the bf16/fp16 file while it loads (scheme auto picks per GPU: FP8 "
-               "per-token x channel on Ada/Hopper, INT8 W8A8 on Ampere, FP8 weight-only elsewhere) and keeps the "
-               "family preset's layers in bf16. 'Pick layers...' on the node lists the file's layers. Its "
-               "summary (layers, GB before -> after, backend) shows on the node after a run.")
+def loader_swap(node: int, file: str, official: str, which: str, title: str | None = None) -> Change:
+    return swap(node, "DiTQuantLoadFP8DiT", FP16_REASON.format(which=which, official=official), title=title,
+                unet_name=file)
 
 
-def wan22_a14b(kind: str) -> Workflow:
+def wan22_a14b(kind: str) -> Example:
     i2v = kind == "i2v"
-    high, low = f"wan2.2_{kind}_high_noise_14B_fp16.safetensors", f"wan2.2_{kind}_low_noise_14B_fp16.safetensors"
-    prompt = ("The white dragon warrior stands still, eyes full of determination and strength. The camera slowly "
-              "moves closer or circles around the warrior." if i2v else
-              "A close-up of a young woman smiling gently in the rain, raindrops glistening on her face and "
-              "eyelashes, soft light reflecting off her skin.")
-    nodes = [
-        N(1, "Note", 0, -4),
-        load_dit(10, -1.6, high, "wan2.2", "Load FP8 DiT (high noise)"),
-        load_dit(11, 0, low, "wan2.2", "Load FP8 DiT (low noise)"),
-        clip_loader(12, 1.6, UMT5, "wan", "wan2.1"),
-        vae_loader(13, 2.4, WAN_VAE, "wan2.2"),
-        encode(14, 0.4, prompt, 12),
-        encode(15, 1.6, WAN_NEGATIVE, 12, negative=True),
+    high, low = (95, 96) if i2v else (75, 76)
+    v = "v1" if i2v else "v1.1"
+    changes = [
+        loader_swap(high, f"wan2.2_{kind}_high_noise_14B_fp16.safetensors",
+                    f"wan2.2_{kind}_high_noise_14B_fp8_scaled.safetensors", "high noise", "Load FP8 DiT (high noise)"),
+        loader_swap(low, f"wan2.2_{kind}_low_noise_14B_fp16.safetensors",
+                    f"wan2.2_{kind}_low_noise_14B_fp8_scaled.safetensors", "low noise", "Load FP8 DiT (low noise)"),
     ]
     if i2v:
-        nodes += [N(16, "LoadImage", 0, 3.2, {"image": "example.png"}),
-                  N(17, "WanImageToVideo", 1, 2.8, {"width": 640, "height": 640, "length": 81, "batch_size": 1},
-                    {"positive": (14, 0), "negative": (15, 0), "vae": (13, 0), "start_image": (16, 0)})]
-        pos, neg, latent = (17, 0), (17, 1), (17, 2)
-    else:
-        nodes.append(N(17, "EmptyHunyuanLatentVideo", 1, 2.8,
-                       {"width": 1280, "height": 704, "length": 121, "batch_size": 1}))
-        pos, neg, latent = (14, 0), (15, 0), (17, 0)
-    nodes += two_stage(10, 11, pos, neg, latent, 20)
-    nodes += video_out(30, 4, (23, 0), 13, 16.0, f"video/wan2.2_{kind}_fp8")
+        changes.append(set_widgets(97, INPUT_REASON, image="example.png"))
     label = "Image to Video" if i2v else "Text to Video"
-    files = {"diffusion_models": [high, low], "text_encoders": [UMT5], "vae": [WAN_VAE]}
-    text = (f"Wan 2.2 {label} A14B: two experts, each loaded with Load FP8 DiT. The high-noise expert samples "
-            "steps 0-10, the low-noise expert the rest (two KSamplerAdvanced). " + LOADER_TEXT)
-    if i2v:
-        text += " Put your start image in ComfyUI/input (example.png is ComfyUI's sample image)."
-    return Workflow(f"wan2.2_{kind}_a14b_fp8", f"Wan 2.2 {kind.upper()} A14B (FP8)",
-                    files_note(f"Wan 2.2 {label} A14B, quantized at load", files, text), nodes)
+    switch = "Enable 4steps LoRA?" if i2v else "Enable Lightning LoRA"
+    text = (f"Wan 2.2 {label} A14B, 640x640, 81 frames (5 s at 16 fps), shift 5: the high-noise expert samples the "
+            "first half of the steps, the low-noise expert the rest (two KSamplerAdvanced); 20 steps, cfg 3.5. "
+            + LOADER_TEXT + " " + LIGHTNING_TEXT.format(label=switch, steps=4)
+            + f" LoRAs: wan2.2_{kind}_lightx2v_4steps_lora_{v}_high/low_noise, strength 1.")
+    return Example(f"Wan 2.2 14B {label} - FP8 at load, Lightning LoRA switch", f"video_wan2_2_14B_{kind}",
+                   f"Wan 2.2 {label} A14B (FP8 at load)",
+                   f"ComfyUI's Wan 2.2 14B {label.lower()} template with both experts quantized at load; "
+                   "a 4-step Lightning LoRA switch", text, changes)
 
 
-def wan22_ti2v_5b(int8: bool = False) -> Workflow:
-    unet, vae = "wan2.2_ti2v_5B_fp16.safetensors", "wan2.2_vae.safetensors"
+def wan22_ti2v_5b(int8: bool = False) -> Example:
+    vae = insert(60, 39, "DiTQuantApplyFP8StorageVAE",
+                 "Apply FP8 Weight Storage to VAE inserted after VAELoader: the 1.4 GB Wan 2.2 VAE stored in FP8 "
+                 "(bf16 compute)", granularity="per-channel")
+    text = ("Wan 2.2 TI2V 5B at 1280x704, 121 frames, 24 fps, 20 steps, cfg 5, shift 8. Text to video as it is; for "
+            "image to video un-bypass the LoadImage node (Ctrl+B), as in ComfyUI's template. ")
     if int8:
-        loader = [N(10, "UNETLoader", 0, 0, {"unet_name": unet, "weight_dtype": "default"},
-                    model=("wan2.2", "diffusion_models")),
-                  N(11, "DiTQuantInt8NPUQuantize", 1, -1.4, {"preset": "family default", "ignored_layers": "",
-                                                             "min_layer_size": 16, "backend": "auto"},
-                    {"model": (10, 0)})]
-        model = 11
-    else:
-        loader, model = [load_dit(10, 0, unet, "wan2.2")], 10
-    nodes = [
-        N(1, "Note", 0, -4), *loader,
-        clip_loader(12, 1.6, UMT5, "wan", "wan2.1"),
-        vae_loader(13, 2.4, vae, "wan2.2"),
-        N(18, "DiTQuantApplyFP8StorageVAE", 1, 3.6, {"granularity": "per-channel", "ignored_layers": "",
-                                                    "keep_first_last": True},
-          {"vae": (13, 0)}),
-        encode(14, 0.2, "Low contrast. In a retro 1970s-style subway station, a street musician plays in dim "
-                        "colors and rough textures.", 12),
-        encode(15, 1.4, WAN_NEGATIVE, 12, negative=True),
-        N(16, "Wan22ImageToVideoLatent", 1, 2.6, {"width": 1280, "height": 704, "length": 121, "batch_size": 1},
-          {"vae": (18, 0)}),
-        N(17, "ModelSamplingSD3", 2, -1, {"shift": 8.0}, {"model": (model, 0)}),
-        N(20, "KSampler", 2, 0, {"seed": 42, "control_after_generate": "randomize", "steps": 20, "cfg": 5.0,
-                                 "sampler_name": "uni_pc", "scheduler": "simple", "denoise": 1.0},
-          {"model": (17, 0), "positive": (14, 0), "negative": (15, 0), "latent_image": (16, 0)}),
-        *video_out(30, 3, (20, 0), 18, 24.0, "video/wan2.2_ti2v_5B_" + ("int8" if int8 else "fp8")),
+        changes = [insert(61, 37, "DiTQuantInt8NPUQuantize",
+                          "INT8 NPU Quantize inserted after UNETLoader: the loaded bf16 model turned into W8A8 INT8",
+                          preset="family default", min_layer_size=16, backend="auto"), vae]
+        text += ("INT8 NPU Quantize turns the loaded model into W8A8 INT8 (per-channel INT8 weights, per-token "
+                 "dynamic INT8 activations): Ascend NPUs (npu_quant_matmul), CUDA GPUs with INT8 tensor cores "
+                 "(RTX 30xx, A100) and CPUs. The input MODEL is left unchanged; LoRAs work before and after the node.")
+        return Example("Wan 2.2 5B Video - INT8 W8A8 (Ascend NPU, Ampere, CPU)", "video_wan2_2_5B_ti2v",
+                       "Wan 2.2 TI2V 5B in INT8 W8A8", "ComfyUI's Wan 2.2 5B template with the model turned into "
+                       "W8A8 INT8 after loading (NPU, Ampere, CPU)", text, changes)
+    changes = [swap(37, "DiTQuantLoadFP8DiT", "Load FP8 DiT in place of UNETLoader (same fp16 file): quantized at "
+                    "load"), vae]
+    return Example("Wan 2.2 5B Video (text or image) - FP8 at load", "video_wan2_2_5B_ti2v",
+                   "Wan 2.2 TI2V 5B (FP8 at load)", "ComfyUI's Wan 2.2 5B text/image to video template, quantized "
+                   "at load, VAE stored in FP8", text + LOADER_TEXT, changes)
+
+
+def wan21_vace() -> Example:
+    changes = [
+        swap(113, "DiTQuantLoadFP8DiT", "Load FP8 DiT in place of UNETLoader (14B, same fp16 file): quantized at "
+             "load; the CausVid LoRA (0.3) then applies to the quantized model"),
+        swap(124, "DiTQuantLoadFP8DiT", "Load FP8 DiT in place of the bypassed 1.3B UNETLoader too (same fp16 file)"),
+        set_widgets(73, INPUT_REASON, image="example.png"),
+        set_widgets(148, INPUT_REASON, image="example.png"),
     ]
-    files = {"diffusion_models": [unet], "text_encoders": [UMT5], "vae": [vae]}
-    if int8:
-        text = ("INT8 NPU Quantize turns the loaded bf16 model into W8A8 INT8 (per-channel INT8 weights, "
-                "per-token dynamic INT8 activations): Ascend NPUs (npu_quant_matmul), CUDA GPUs with INT8 tensor "
-                "cores (RTX 30xx, A100) and CPUs. The input MODEL is left unchanged; LoRAs work before and after "
-                "the node. The 1.4 GB Wan 2.2 VAE is stored in FP8 (bf16 compute).")
-        return Workflow("int8_npu_quantize_wan2.2_ti2v_5b", "INT8 NPU Quantize (Wan 2.2 TI2V 5B)",
-                        files_note("Wan 2.2 TI2V 5B in INT8 W8A8 (NPU / Ampere / CPU)", files, text), nodes)
-    text = ("Wan 2.2 TI2V 5B text to video at 1280x704, 121 frames, 24 fps. " + LOADER_TEXT +
-            " The 1.4 GB Wan 2.2 VAE is stored in FP8 (bf16 compute) by Apply FP8 Weight Storage to VAE.")
-    return Workflow("wan2.2_ti2v_5b_fp8", "Wan 2.2 TI2V 5B (FP8)",
-                    files_note("Wan 2.2 TI2V 5B, quantized at load", files, text), nodes)
+    text = ("Wan 2.1 VACE 14B reference to video: 768x768, 81 frames, CausVid LoRA strength 0.3, 4 steps, cfg 1, "
+            "uni_pc, shift 8 (ComfyUI's ref2v template; un-bypass its control-video nodes for control). The VACE "
+            "blocks are quantized with the main blocks. " + LOADER_TEXT)
+    return Example("Wan 2.1 VACE 14B Reference to Video - FP8 at load", "video_wan_vace_14B_ref2v",
+                   "Wan 2.1 VACE 14B reference to video (FP8 at load)",
+                   "ComfyUI's VACE 14B ref2v template (CausVid LoRA, 4 steps) quantized at load", text, changes)
 
 
-def wan21_vace() -> Workflow:
-    unet = "wan2.1_vace_14B_fp16.safetensors"
-    nodes = [
-        N(1, "Note", 0, -4),
-        load_dit(10, 0, unet, "wan2.1"),
-        clip_loader(12, 1.6, UMT5, "wan", "wan2.1"),
-        vae_loader(13, 2.4, WAN_VAE, "wan2.2"),
-        N(16, "LoadImage", 0, 3.2, {"image": "example.png"}, title="Reference image"),
-        encode(14, 0.2, "A cute girl in a yellow raincoat walks through a flower field, the camera following her.",
-               12),
-        encode(15, 1.4, WAN_NEGATIVE, 12, negative=True),
-        N(17, "WanVaceToVideo", 1, 2.6, {"width": 720, "height": 720, "length": 81, "batch_size": 1,
-                                         "strength": 1.0},
-          {"positive": (14, 0), "negative": (15, 0), "vae": (13, 0), "reference_image": (16, 0)}),
-        N(18, "ModelSamplingSD3", 2, -1, {"shift": 8.0}, {"model": (10, 0)}),
-        N(20, "KSampler", 2, 0, {"seed": 42, "control_after_generate": "randomize", "steps": 20, "cfg": 6.0,
-                                 "sampler_name": "uni_pc", "scheduler": "simple", "denoise": 1.0},
-          {"model": (18, 0), "positive": (17, 0), "negative": (17, 1), "latent_image": (17, 2)}),
-        N(21, "TrimVideoLatent", 3, -1, {"trim_amount": 0}, {"samples": (20, 0), "trim_amount": (17, 3)}),
-        *video_out(30, 4, (21, 0), 13, 16.0, "video/wan2.1_vace_fp8"),
-    ]
-    files = {"diffusion_models": [unet], "text_encoders": [UMT5], "vae": [WAN_VAE]}
-    text = ("Wan 2.1 VACE 14B reference-to-video (connect control_video / control_masks on WanVaceToVideo for "
-            "control or inpainting). The VACE blocks are quantized with the main blocks. " + LOADER_TEXT)
-    return Workflow("wan2.1_vace_14b_fp8", "Wan 2.1 VACE 14B (FP8)",
-                    files_note("Wan 2.1 VACE 14B, quantized at load", files, text), nodes)
-
-
-QWEN_TE, QWEN_VAE = "qwen_2.5_vl_7b_fp8_scaled.safetensors", "qwen_image_vae.safetensors"
-
-
-def qwen_image(edit: bool) -> Workflow:
-    unet = "qwen_image_edit_bf16.safetensors" if edit else "qwen_image_bf16.safetensors"
-    te = "qwen_2.5_vl_7b.safetensors" if edit else QWEN_TE
-    repo = "qwen_edit" if edit else "qwen"
-    nodes = [N(1, "Note", 0, -4), load_dit(10, 0, unet, repo), clip_loader(12, 1.6, te, "qwen_image", "qwen"),
-             vae_loader(13, 2.4, QWEN_VAE, "qwen")]
+def qwen_image(edit: bool) -> Example:
     if edit:
-        nodes += [
-            N(19, "DiTQuantApplyFP8StorageCLIP", 1, 1.4, {"granularity": "per-channel", "ignored_layers": ""},
-              {"clip": (12, 0)}),
-            N(16, "LoadImage", 0, 3.2, {"image": "example.png"}),
-            N(17, "ImageScaleToTotalPixels", 1, 3.4, {"upscale_method": "lanczos", "megapixels": 1.0},
-              {"image": (16, 0)}),
-            N(18, "VAEEncode", 2, 3.2, i={"pixels": (17, 0), "vae": (13, 0)}),
-            N(14, "TextEncodeQwenImageEdit", 2, 0.8, {"prompt": "Replace the background with a snowy mountain "
-                                                                "landscape, keep the subject unchanged."},
-              {"clip": (19, 0), "vae": (13, 0), "image": (17, 0)}, title="Positive"),
-            N(15, "TextEncodeQwenImageEdit", 2, 2.0, {"prompt": ""}, {"clip": (19, 0), "vae": (13, 0),
-                                                                      "image": (17, 0)}, title="Negative"),
-            N(21, "ModelSamplingAuraFlow", 1, -1.2, {"shift": 3.1}, {"model": (10, 0)}),
-            N(22, "CFGNorm", 2, -1.2, {"strength": 1.0}, {"model": (21, 0)}),
+        changes = [
+            swap(37, "DiTQuantLoadFP8DiT", "Load FP8 DiT in place of UNETLoader (same qwen_image_edit_fp8_e4m3fn file: "
+                 "a plain FP8 cast, requantized into the chosen scheme with scales)"),
+            insert(61, 38, "DiTQuantApplyFP8StorageCLIP",
+                   "Apply FP8 Weight Storage to CLIP inserted after CLIPLoader: it stores a bf16 text encoder in FP8; "
+                   "on the template's fp8_scaled encoder it leaves the layers as they are", granularity="per-channel"),
+            set_widgets(78, INPUT_REASON, image="example.png"),
         ]
-        model, latent = 22, (18, 0)
-    else:
-        nodes += [
-            encode(14, 0.2, "A cozy coffee shop at dusk, a chalkboard sign reading \"DiT Quant Cafe\", warm "
-                            "light, photorealistic.", 12),
-            encode(15, 1.4, "", 12, negative=True),
-            N(16, "EmptySD3LatentImage", 1, 2.6, {"width": 1328, "height": 1328, "batch_size": 1}),
-            N(21, "ModelSamplingAuraFlow", 2, -1, {"shift": 3.1}, {"model": (10, 0)}),
-        ]
-        model, latent = 21, (16, 0)
-    nodes += [
-        N(20, "KSampler", 3, 0, {"seed": 42, "control_after_generate": "randomize", "steps": 20, "cfg": 2.5,
-                                 "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0},
-          {"model": (model, 0), "positive": (14, 0), "negative": (15, 0), "latent_image": latent}),
-        N(30, "VAEDecode", 4, 0, i={"samples": (20, 0), "vae": (13, 0)}),
-        N(31, "SaveImage", 4, 1, {"filename_prefix": "qwen_image_edit_fp8" if edit else "qwen_image_fp8"},
-          {"images": (30, 0)}),
+        text = ("Qwen-Image-Edit: the input image (ComfyUI/input) edited by the prompt, 20 steps, cfg 2.5, shift 3, "
+                "CFGNorm 1, the image scaled to 1.5 megapixels for the text encoder and fed unscaled to VAEEncode "
+                "(as in ComfyUI's template). Text encoder: the template's qwen_2.5_vl_7b_fp8_scaled. Or pick "
+                "the bf16 qwen_2.5_vl_7b.safetensors in CLIPLoader (an extra 16.6 GB download, from "
+                "Comfy-Org/Qwen-Image_ComfyUI split_files/text_encoders): Apply FP8 Weight Storage to CLIP stores it "
+                "in FP8 (bf16 compute), closer to bf16 than the fp8_scaled file. " + LOADER_TEXT + " "
+                + LIGHTNING_TEXT.format(label="Enable 4steps LoRA", steps=4)
+                + " LoRA: Qwen-Image-Edit-Lightning-4steps-V1.0-bf16, strength 1.")
+        return Example("Qwen-Image-Edit - FP8 at load, Lightning LoRA switch", "image_qwen_image_edit",
+                       "Qwen-Image-Edit (FP8 at load)", "ComfyUI's Qwen-Image-Edit template quantized at load; "
+                       "a 4-step Lightning LoRA switch", text, changes)
+    changes = [swap(37, "DiTQuantLoadFP8DiT", "Load FP8 DiT in place of UNETLoader (same qwen_image_fp8_e4m3fn file: "
+                    "a plain FP8 cast, requantized into the chosen scheme with scales)")]
+    text = ("Qwen-Image text to image at 1328x1328, 20 steps, cfg 4, shift 3.1. The template's "
+            "qwen_image_fp8_e4m3fn.safetensors is a plain FP8 cast: Load FP8 DiT requantizes it with scales; "
+            "qwen_image_bf16.safetensors (same repository) gives results closer to bf16. " + LOADER_TEXT + " "
+            + LIGHTNING_TEXT.format(label="Enable Lightning LoRA", steps=8)
+            + " LoRA: Qwen-Image-Lightning-8steps-V1.0, strength 1 (8 steps, cfg 1).")
+    return Example("Qwen-Image Text to Image - FP8 at load, Lightning LoRA switch", "image_qwen_image",
+                   "Qwen-Image text to image (FP8 at load)", "ComfyUI's Qwen-Image template quantized at load; an "
+                   "8-step Lightning LoRA switch", text, changes)
+
+
+def hunyuan_video15() -> Example:
+    changes = [
+        swap(12, "DiTQuantLoadFP8DiT", "Load FP8 DiT in place of UNETLoader (720p, same fp16 file): quantized at load"),
+        swap(111, "DiTQuantLoadFP8DiT", "Load FP8 DiT in place of the bypassed 1080p SR UNETLoader (same fp16 file)"),
+        insert(150, 10, "DiTQuantApplyFP8StorageVAE", "Apply FP8 Weight Storage to VAE inserted after VAELoader: the "
+               "2.5 GB VAE stored in FP8 (bf16 compute)", granularity="per-channel"),
     ]
-    files = {"diffusion_models": [unet], "text_encoders": [te], "vae": [QWEN_VAE]}
-    if edit:
-        text = ("Qwen-Image-Edit: the input image (ComfyUI/input) is scaled to 1 megapixel and edited by the "
-                "prompt. The bf16 Qwen2.5-VL 7B text encoder is stored in FP8 by Apply FP8 Weight Storage to CLIP "
-                "(about 15 -> 8 GB, bf16 compute). " + LOADER_TEXT)
-        return Workflow("qwen_image_edit_fp8", "Qwen-Image-Edit (FP8)",
-                        files_note("Qwen-Image-Edit, quantized at load", files, text), nodes)
-    text = "Qwen-Image text to image at 1328x1328, 20 steps, cfg 2.5, shift 3.1. " + LOADER_TEXT
-    return Workflow("qwen_image_t2i_fp8", "Qwen-Image T2I (FP8)",
-                    files_note("Qwen-Image text to image, quantized at load", files, text), nodes)
+    text = ("HunyuanVideo 1.5 720p text to video: 1280x720, 121 frames, 24 fps, 20 steps, cfg 6, shift 7. The "
+            "template's optional branches are here, bypassed: EasyCache, and the 1080p super-resolution pass (latent "
+            "upsampler + the distilled 1080p SR model, 8 steps); select them and Ctrl+B to enable. " + LOADER_TEXT)
+    return Example("HunyuanVideo 1.5 720p Text to Video - FP8 at load", "video_hunyuan_video_1.5_720p_t2v",
+                   "HunyuanVideo 1.5 720p text to video (FP8 at load)",
+                   "ComfyUI's HunyuanVideo 1.5 720p template quantized at load, with its optional 1080p SR and "
+                   "EasyCache branches", text, changes)
 
 
-def hunyuan_video15() -> Workflow:
-    unet, byt5 = "hunyuanvideo1.5_720p_t2v_fp16.safetensors", "byt5_small_glyphxl_fp16.safetensors"
-    vae = "hunyuanvideo15_vae_fp16.safetensors"
-    nodes = [
-        N(1, "Note", 0, -4),
-        load_dit(10, 0, unet, "hv15"),
-        N(12, "DualCLIPLoader", 0, 1.6, {"clip_name1": QWEN_TE, "clip_name2": byt5, "type": "hunyuan_video_15"},
-          model=("hv15", "text_encoders")),
-        vae_loader(13, 2.6, vae, "hv15"),
-        N(18, "DiTQuantApplyFP8StorageVAE", 1, 3.6, {"granularity": "per-channel", "ignored_layers": "",
-                                                    "keep_first_last": True},
-          {"vae": (13, 0)}),
-        encode(14, 0.2, "A paper boat drifts down a rain-soaked city street at night, neon reflections rippling "
-                        "in the water, cinematic.", 12),
-        encode(15, 1.4, "", 12, negative=True),
-        N(16, "EmptyHunyuanVideo15Latent", 1, 2.6, {"width": 1280, "height": 720, "length": 121, "batch_size": 1}),
-        N(17, "ModelSamplingSD3", 2, -1.4, {"shift": 7.0}, {"model": (10, 0)}),
-        N(19, "CFGGuider", 2, -0.6, {"cfg": 6.0}, {"model": (17, 0), "positive": (14, 0), "negative": (15, 0)}),
-        N(21, "RandomNoise", 2, 0.4, {"noise_seed": 42, "control_after_generate": "randomize"}),
-        N(22, "KSamplerSelect", 2, 1.2, {"sampler_name": "euler"}),
-        N(23, "BasicScheduler", 2, 2.0, {"scheduler": "simple", "steps": 20, "denoise": 1.0}, {"model": (17, 0)}),
-        N(20, "SamplerCustomAdvanced", 3, 0, i={"noise": (21, 0), "guider": (19, 0), "sampler": (22, 0),
-                                                "sigmas": (23, 0), "latent_image": (16, 0)}),
-        *video_out(30, 4, (20, 0), 18, 24.0, "video/hunyuanvideo1.5_fp8"),
-    ]
-    files = {"diffusion_models": [unet], "text_encoders": [QWEN_TE, byt5], "vae": [vae]}
-    text = ("HunyuanVideo 1.5 720p text to video: 1280x720, 121 frames, 24 fps, 20 steps, cfg 6, shift 7. "
-            + LOADER_TEXT + " The 2.5 GB VAE is stored in FP8 (bf16 compute).")
-    return Workflow("hunyuan_video1.5_t2v_fp8", "HunyuanVideo 1.5 T2V (FP8)",
-                    files_note("HunyuanVideo 1.5 720p T2V, quantized at load", files, text), nodes)
-
-
-def modelopt() -> Workflow:
+def modelopt() -> Example:
     export = "wan2.2_t2v_a14b_modelopt_fp8/"
-    nodes = [
-        N(1, "Note", 0, -4),
-        N(10, "DiTQuantModelOptLoader", 0, -1.6, {"source": export, "component": "transformer"},
-          title="ModelOpt Checkpoint Loader (high noise)"),
-        N(11, "DiTQuantModelOptLoader", 0, 0, {"source": export, "component": "transformer_2"},
-          title="ModelOpt Checkpoint Loader (low noise)"),
-        clip_loader(12, 1.6, UMT5, "wan", "wan2.1"),
-        vae_loader(13, 2.4, WAN_VAE, "wan2.2"),
-        encode(14, 0.4, "A close-up of a young woman smiling gently in the rain, raindrops glistening on her "
-                        "face and eyelashes, soft light reflecting off her skin.", 12),
-        encode(15, 1.6, WAN_NEGATIVE, 12, negative=True),
-        N(17, "EmptyHunyuanLatentVideo", 1, 2.8, {"width": 1280, "height": 704, "length": 121, "batch_size": 1}),
-        *two_stage(10, 11, (14, 0), (15, 0), (17, 0), 20),
-        *video_out(30, 4, (23, 0), 13, 16.0, "video/wan2.2_t2v_modelopt"),
+    reason = ("ModelOpt Checkpoint Loader in place of UNETLoader ({which}): the {component} component of an NVIDIA "
+              "ModelOpt FP8 export folder (rename 'source' to your folder)")
+    changes = [
+        swap(75, "DiTQuantModelOptLoader", reason.format(which="high noise", component="transformer"),
+             title="ModelOpt Checkpoint Loader (high noise)", source=export, component="transformer"),
+        swap(76, "DiTQuantModelOptLoader", reason.format(which="low noise", component="transformer_2"),
+             title="ModelOpt Checkpoint Loader (low noise)", source=export, component="transformer_2"),
     ]
-    files = {"diffusion_models": [export + "transformer/", export + "transformer_2/"], "text_encoders": [UMT5],
-             "vae": [WAN_VAE]}
-    text = ("An NVIDIA ModelOpt FP8 export of the Wan 2.2 T2V A14B diffusers pipeline (a folder with "
-            "transformer/ = high noise and transformer_2/ = low noise, each config.json + "
-            "diffusion_pytorch_model*.safetensors), e.g. from `python -m comfyui_dit_quant calibrate`. Put the "
-            "folder in models/diffusion_models and pick it in 'source' (rename the value to your folder). "
-            "compute 'as exported' keeps ModelOpt's scales; 'block W8A8' runs 128x128 block FP8.")
-    return Workflow("modelopt_wan2.2_t2v_a14b", "ModelOpt FP8 export (Wan 2.2 T2V A14B)",
-                    files_note("ModelOpt FP8 export, two-stage Wan 2.2", files, text), nodes)
+    text = ("An NVIDIA ModelOpt FP8 export of the Wan 2.2 T2V A14B diffusers pipeline (a folder with transformer/ = "
+            "high noise and transformer_2/ = low noise, each config.json + diffusion_pytorch_model*.safetensors), "
+            "e.g. from `python -m comfyui_dit_quant calibrate`, in models/diffusion_models. compute 'as exported' "
+            "keeps ModelOpt's scales; 'block W8A8' runs 128x128 block FP8. The rest is ComfyUI's Wan 2.2 14B T2V "
+            "template (640x640, 81 frames, shift 5, 20 steps, cfg 3.5, and its Lightning LoRA switch).")
+    return Example("Wan 2.2 14B Text to Video - ModelOpt FP8 export", "video_wan2_2_14B_t2v",
+                   "ModelOpt FP8 export (Wan 2.2 T2V A14B)",
+                   "ComfyUI's Wan 2.2 14B text to video template on an NVIDIA ModelOpt FP8 export", text, changes)
 
 
-def workflows() -> list[Workflow]:
+def workflows() -> list[Example]:
     return [wan22_a14b("t2v"), wan22_a14b("i2v"), wan22_ti2v_5b(), wan21_vace(), qwen_image(False),
             qwen_image(True), hunyuan_video15(), modelopt(), wan22_ti2v_5b(int8=True)]
 
 
 def node_types() -> set[str]:
-    return {n.type for wf in workflows() for n in wf.nodes if n.type != "Note"}
+    """Every node type the examples use (read from the official templates and the changes)."""
+    out = set()
+    for ex in workflows():
+        out |= {n["type"] for n in flatten(load_template(ex.template))["nodes"]}
+        out |= {c.type for c in ex.changes if c.type}
+    return out - NOTE_TYPES - FRONTEND_ONLY
 
 
 def thumbnail(title: str, path: Path) -> None:
@@ -445,12 +508,12 @@ def thumbnail(title: str, path: Path) -> None:
     draw.rectangle([0, 0, 512, 8], fill=(80, 160, 255))
     words, lines = title.split(), [""]
     for word in words:
-        if len(lines[-1]) + len(word) + 1 > 20:
+        if len(lines[-1]) + len(word) + 1 > 22:
             lines.append(word)
         else:
             lines[-1] = (lines[-1] + " " + word).strip()
     for k, line in enumerate(lines):
-        draw.text((32, 110 + 44 * k), line, fill=(235, 240, 250), font=big)
+        draw.text((32, 80 + 44 * k), line, fill=(235, 240, 250), font=big)
     draw.text((32, 330), "comfyui-dit-quant", fill=(130, 170, 230), font=small)
     img.save(path, "JPEG", quality=85)
 
@@ -458,11 +521,14 @@ def thumbnail(title: str, path: Path) -> None:
 def main() -> None:
     info = json.loads(SNAPSHOT.read_text())
     OUT_DIR.mkdir(exist_ok=True)
-    for wf in workflows():
-        data = build(wf, info)
-        (OUT_DIR / f"{wf.name}.json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-        thumbnail(wf.title, OUT_DIR / f"{wf.name}.jpg")
-        print(f"wrote {wf.name}")
+    for old in [*OUT_DIR.glob("*.json"), *OUT_DIR.glob("*.jpg")]:
+        old.unlink()
+    for ex in workflows():
+        data = build(ex, info)
+        (OUT_DIR / f"{ex.name}.json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        thumbnail(ex.title, OUT_DIR / f"{ex.name}.jpg")
+        print(f"wrote {ex.name}")
+    write_readme()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import {
   filterLayers, formatBytes, groupByBlock, groupLabel, groupState, initialSelection, presetNote, presetSelection,
   selectionStats, selectionToText,
 } from "./lib/layer_picker.js";
-import { findSourceFile, layersQuery, summaryText } from "./lib/source_file.js";
+import { findSourceFile, headlineRows, layersQuery, summaryText } from "./lib/source_file.js";
 
 const CSS = `
 .dq-overlay{position:fixed;inset:0;background:rgba(0,0,0,.55);z-index:10000;display:flex;align-items:center;justify-content:center}
@@ -144,14 +144,21 @@ async function openPicker(node, widget) {
   filterBox.focus();
 }
 
+// The summary's first HEADLINE_LINES lines are its headline (scheme and layers, GB before -> after, backend and
+// why): the box is made tall enough to show them wrapped at the node's width, without scrolling.
+const SUMMARY_LINE_PX = 16;
+
 function showSummary(node, text) {
   if (!text) return;
   let w = node.widgets?.find((x) => x.name === "dit_quant_summary");
   if (!w) {
-    const area = el("textarea", { readonly: "", class: "comfy-multiline-input", rows: "6" });
+    const area = el("textarea", { readonly: "", class: "comfy-multiline-input", rows: "6",
+      "data-testid": "dq-summary" });
     area.style.opacity = "0.85";
+    area.style.lineHeight = `${SUMMARY_LINE_PX}px`;
     w = node.addDOMWidget("dit_quant_summary", "summary", area, {
       serialize: false, getValue: () => area.value, setValue: (v) => { area.value = v; },
+      getMinHeight: () => (headlineRows(area.value, node.size[0] - 24) + 1) * SUMMARY_LINE_PX + 12,
     });
     w.serialize = false;
   }

@@ -37,7 +37,7 @@ def test_each_scheme_through_ksampler_matches_stock_bf16(dirs: tuple[str, str]) 
         assert r["cosine"] >= 0.99, (label, r["cosine"])
         assert "layers quantized: 20, kept in high precision: 6" in r["summary"]
         assert "Wan 2.1/2.2" in r["summary"] and "backend:" in r["summary"]
-    assert "auto scheme: fp8 weight-only (per-channel) (cpu:" in res["auto"]["summary"]
+    assert "fp8 weight-only per-channel (auto: cpu:" in res["auto"]["summary"]
     assert "fp8 block 64x64" in res["fp8 block"]["summary"]
 
 

@@ -68,6 +68,11 @@ def test_load_then_save_over_prompt(server: ComfyServer) -> None:
     summary = hist["outputs"]["1"]["text"][0]
     assert "Wan 2.1/2.2" in summary and "layers quantized: 20, kept in high precision: 6" in summary
     assert "fp8 block 64x64" in summary and "backend: eager x20" in summary
+    head = summary.splitlines()  # the headline first: scheme and layers, weights, backend and why; then the file
+    assert head[0] == "fp8 block 64x64: layers quantized: 20, kept in high precision: 6", head
+    assert head[1].startswith("weights: ") and " MB -> " in head[1], head
+    assert head[2] == "backend: eager x20 (CPU: the float32 reference; backend 'torch' runs torch's CPU kernels)"
+    assert head[3].startswith("file: ") and head[4].startswith("family: Wan 2.1/2.2"), head
     saved = sorted((server.root / "out/dq").glob("tiny_*.safetensors"))
     assert len(saved) == 1 and "dit_quant" in hist["outputs"]["2"]["text"][0]
     ckpt = read_checkpoint(saved[0])

@@ -29,7 +29,7 @@ from workflow_specs import OUT_DIR, SNAPSHOT
 BROWSER_DIR = Path(__file__).parent / "browser"
 SCRIPT = BROWSER_DIR / "ui_check.mjs"
 WORKFLOWS = sorted(OUT_DIR.glob("*.json"))
-PICKER_WORKFLOW = OUT_DIR / "wan2.2_t2v_a14b_fp8.json"
+PICKER_WORKFLOW = OUT_DIR / "Wan 2.2 14B Text to Video - FP8 at load, Lightning LoRA switch.json"
 CHECKPOINT = "tiny_wan.safetensors"
 PICK, GROUP = "blocks.1.ffn.0", "blocks.0"  # one checkbox, one block's group checkbox (on top of preset default)
 

@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,7 +29,7 @@ WORKFLOWS = sorted(OUT_DIR.glob("*.json"))
 
 
 class WorkflowServer(ComfyServer):
-    extra_folders = ("text_encoders", "vae", "clip_vision")
+    extra_folders = ("text_encoders", "vae", "clip_vision", "latent_upscale_models")
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +50,17 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     (root / "models/vae/../outside.safetensors").write_bytes(b"")
     with WorkflowServer(root) as srv:
         yield srv
+
+
+def test_examples_are_built_from_the_templates_this_comfyui_ships() -> None:
+    """The examples copy ComfyUI's own templates (the pinned comfyui-workflow-templates-json dev dependency):
+    the ComfyUI under test installs the same version, or the pin and the examples are due for an update."""
+    _, python = comfyui()
+    code = "import importlib.metadata as m; print(m.version('comfyui-workflow-templates-json'))"
+    theirs = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    ours = importlib.metadata.version("comfyui-workflow-templates-json")
+    assert theirs == ours, (f"ComfyUI ships comfyui-workflow-templates-json {theirs}, the examples are built from "
+                            f"{ours}: bump the pin in pyproject.toml, run tests/workflow_specs.py and review the diff")
 
 
 def test_snapshot_matches_live_object_info(server: ComfyServer) -> None:
@@ -107,3 +120,8 @@ def test_web_extension_and_templates_are_served(server: ComfyServer) -> None:
             assert r.status == 200 and "javascript" in r.headers["Content-Type"]
     templates = server.get("/api/workflow_templates")
     assert sorted(templates["comfyui-dit-quant"]) == sorted(p.stem for p in WORKFLOWS)
+    for path in WORKFLOWS:  # the file names are the cards' titles: spaces, commas, parentheses must be served
+        for suffix in (".json", ".jpg"):
+            url = f"{server.url}/api/workflow_templates/comfyui-dit-quant/{urllib.parse.quote(path.stem)}{suffix}"
+            with urllib.request.urlopen(url, timeout=30) as r:
+                assert r.status == 200 and r.read() == path.with_suffix(suffix).read_bytes(), url

@@ -46,3 +46,12 @@ export function summaryText(message) {
   if (!text) return "";
   return (Array.isArray(text) ? text : [text]).join("\n");
 }
+
+export const HEADLINE_LINES = 3;
+
+/** Rows the summary's headline (its first HEADLINE_LINES lines) takes, wrapped in a box `widthPx` wide. */
+export function headlineRows(text, widthPx, charPx = 7) {
+  const perRow = Math.max(10, Math.floor(widthPx / charPx));
+  return (text || "").split("\n").slice(0, HEADLINE_LINES)
+    .reduce((rows, line) => rows + Math.max(1, Math.ceil(line.length / perRow)), 0);
+}

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { findSourceFile, layersQuery, summaryText } from "../lib/source_file.js";
+import { findSourceFile, headlineRows, layersQuery, summaryText } from "../lib/source_file.js";
 
 const w = (name, value) => ({ name, value });
 
@@ -36,4 +36,11 @@ test("query and summary", () => {
   assert.equal(summaryText({ text: ["a", "b"] }), "a\nb");
   assert.equal(summaryText({ text: "c" }), "c");
   assert.equal(summaryText(undefined), "");
+});
+
+test("the summary box is sized to its first three lines, wrapped at the node's width", () => {
+  const text = ["a".repeat(70), "b".repeat(20), "c".repeat(41), "details ".repeat(40)].join("\n");
+  assert.equal(headlineRows(text, 280), 2 + 1 + 2); // 40 characters a row: 70 -> 2 rows, 20 -> 1, 41 -> 2
+  assert.equal(headlineRows(text, 700), 3);
+  assert.equal(headlineRows("", 280), 1);
 });
