@@ -16,15 +16,15 @@ from comfy_api.latest import io, ui
 from ..kernels.dispatch import BACKENDS
 from ..quant.families import UnknownFamilyError, detect_family
 from ..quant.formats.io import detect_format, read_checkpoint
+from ..quant.formats.layer_state import checkpoint_to_state_dict
 from ..quant.formats.safetensors_io import read_header
+from ..quant.load_plan import read_quantized_state_dict
 from ..quant.plan import PLAIN_FP8_DTYPES, plan_state_dict
 from ..quant.report import LayerRecord, QuantReport
+from ..quant.scheme_choice import SCHEME_LABELS, auto_scheme_name, build_scheme
 from ..quant.schemes import DEFAULT_BLOCK, format_block_size, parse_block_size
-from .layer_state import checkpoint_to_state_dict
 from .load_common import DTYPE_CHOICES, PRESET_CHOICES, compute_dtype_for, record_backends
-from .load_plan import read_quantized_state_dict
 from .ops import make_ops
-from .scheme_choice import SCHEME_LABELS, auto_scheme_name, build_scheme
 
 DEFAULT_BLOCK_TEXT = format_block_size(DEFAULT_BLOCK)
 

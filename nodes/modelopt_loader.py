@@ -12,9 +12,9 @@ import folder_paths
 from comfy_api.latest import io, ui
 
 from ..kernels.dispatch import BACKENDS
+from ..quant.formats.layer_state import checkpoint_to_state_dict
 from ..quant.formats.modelopt_config import COMPONENTS, is_export_dir
 from ..quant.modelopt_load import COMPUTE_CHOICES, load_export
-from .layer_state import checkpoint_to_state_dict
 from .load_common import DTYPE_CHOICES, compute_dtype_for, record_backends
 from .ops import make_ops
 

@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from comfy.ops import cast_bias_weight, uncast_bias_weight
 
 from ..kernels.npu_backend import prepare_weight
+from ..quant.formats.layer_state import MARKERS, LayerTensors, decode_layer, encode_layer, requantize_with_scale
 from ..quant.layer_contract import QuantizedWeightContract
 from ..quant.patch_hooks import apply_patch_hooks
 from ..quant.schemes import Scheme
-from .layer_state import MARKERS, LayerTensors, decode_layer, encode_layer, requantize_with_scale
 
 _PARTS = ("weight", "bias", "weight_scale", "input_scale", *MARKERS)
 

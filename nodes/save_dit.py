@@ -13,7 +13,7 @@ import folder_paths
 from comfy_api.latest import io, ui
 
 from ..quant.formats.io import WRITE_FORMATS, write_checkpoint
-from .layer_state import state_dict_to_checkpoint
+from ..quant.formats.layer_state import state_dict_to_checkpoint
 
 
 class SaveQuantizedDiT(io.ComfyNode):

@@ -1,4 +1,4 @@
-"""Quantize-at-load from a file (``nodes.load_plan``, ComfyUI-free): the streamed read equals quantizing a loaded
+"""Quantize-at-load from a file (``quant.load_plan``, ComfyUI-free): the streamed read equals quantizing a loaded
 state dict, keeps the other tensors as they are, and reports progress per layer."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from comfyui_dit_quant.nodes import load_plan
-from comfyui_dit_quant.nodes.load_plan import quantize_state_dict, read_quantized_state_dict
+from comfyui_dit_quant.quant import load_plan
 from comfyui_dit_quant.quant.formats.safetensors_io import read_header
+from comfyui_dit_quant.quant.load_plan import quantize_state_dict, read_quantized_state_dict
 from comfyui_dit_quant.quant.schemes import get_scheme
 
 BLOCK = get_scheme("fp8_block", block_size="32x32")

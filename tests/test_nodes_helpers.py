@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from comfyui_dit_quant.nodes.layer_state import (
+from comfyui_dit_quant.quant.families import detect_family
+from comfyui_dit_quant.quant.formats.checkpoint import QuantizedCheckpoint
+from comfyui_dit_quant.quant.formats.layer_state import (
     LayerTensors,
     checkpoint_to_state_dict,
     decode_layer,
@@ -13,11 +15,9 @@ from comfyui_dit_quant.nodes.layer_state import (
     requantize_with_scale,
     state_dict_to_checkpoint,
 )
-from comfyui_dit_quant.nodes.load_plan import quantize_state_dict
-from comfyui_dit_quant.nodes.scheme_choice import SCHEME_LABELS, auto_scheme_name, build_scheme
-from comfyui_dit_quant.quant.families import detect_family
-from comfyui_dit_quant.quant.formats.checkpoint import QuantizedCheckpoint
+from comfyui_dit_quant.quant.load_plan import quantize_state_dict
 from comfyui_dit_quant.quant.plan import plan_state_dict
+from comfyui_dit_quant.quant.scheme_choice import SCHEME_LABELS, auto_scheme_name, build_scheme
 from comfyui_dit_quant.quant.schemes import CHOICES, get_scheme
 
 from conftest import wan_comfy_shapes

@@ -52,7 +52,7 @@ def test_every_module_imports_without_torch_npu_or_cuda() -> None:
     root = Path(comfyui_dit_quant.__file__).parent
     skip = [f"{PACKAGE}.nodes.{p.stem}" for p in sorted((root / "nodes").glob("*.py")) if imports_comfyui(p)]
     skip.append(f"{PACKAGE}.__main__")
-    assert f"{PACKAGE}.nodes.int8_quantize" in skip and f"{PACKAGE}.nodes.layer_state" not in skip
+    assert f"{PACKAGE}.nodes.int8_quantize" in skip and f"{PACKAGE}.quant.formats.layer_state" not in skip
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(skip)], capture_output=True, text=True,
                           env=env, timeout=300)
@@ -61,6 +61,6 @@ def test_every_module_imports_without_torch_npu_or_cuda() -> None:
     assert res["failed"] == {}
     assert not res["npu_imported"] and not res["cuda_initialized"]
     for name in ("kernels.npu_backend", "kernels.dispatch", "kernels.table", "quant.int8_convert",
-                 "quant.storage", "nodes.load_plan", "cli.main"):
+                 "quant.storage", "quant.load_plan", "cli.main"):
         assert f"{PACKAGE}.{name}" in res["done"]
     assert len(res["done"]) >= 40

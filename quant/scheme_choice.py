@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..quant.schemes import CHOICES, Scheme, choice
+from .schemes import CHOICES, Scheme, choice
 
 SCHEME_LABELS = ("auto", *(c.label for c in CHOICES))
 USES_BLOCK = tuple(c.label for c in CHOICES if c.uses_block)

@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from ..quant.formats.safetensors_io import Header, read_tensor
-from ..quant.schemes import Scheme
-from .layer_state import LayerTensors, encode_layer
+from .formats.layer_state import LayerTensors, encode_layer
+from .formats.safetensors_io import Header, read_tensor
+from .schemes import Scheme
 
 ProgressFn = Callable[[int, int, str], None]
 TRIM_EVERY_BYTES = 64 * 1024**2

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..kernels import reference as ref
-from ..quant.formats import comfy_native
-from ..quant.formats.checkpoint import QuantizedCheckpoint
-from ..quant.schemes import Scheme, from_config
+from ...kernels import reference as ref
+from ..schemes import Scheme, from_config
+from . import comfy_native
+from .checkpoint import QuantizedCheckpoint
 
 PACK_MARKER = "dit_quant"
 NATIVE_MARKER = comfy_native.MARKER_SUFFIX.lstrip(".")
