@@ -74,4 +74,8 @@ def scheme_from_marker(config: dict[str, Any], path: str, layer: str,
                               "it was written")
     if fmt in community.NAMES:
         return community.scheme_from_community(config, path, layer, scale_shape)
+    if fmt not in comfy_native.SUPPORTED:
+        readable = (*comfy_native.SUPPORTED, community.ROWWISE, community.BLOCKWISE)
+        raise CheckpointError(f"{path}: layer {layer!r} uses quant format {fmt!r}, which this pack does not run; "
+                              f"it reads {', '.join(readable)}")
     return comfy_native.scheme_from_native(config, path, layer)
