@@ -59,13 +59,22 @@ def test_lowvram_lora_on_the_fly_matches_baked(dirs: tuple[str, str]) -> None:
         assert r["changed"] > 0.1 and r["delta_cosine"] >= 0.97 and r["restored_identical"], (kind, r)
 
 
-def test_saved_files_reload_in_stock_unet_loader_and_in_the_pack(dirs: tuple[str, str]) -> None:
+def test_saved_files_run_in_stock_unet_loader_or_are_refused_by_name(dirs: tuple[str, str]) -> None:
+    """Every scheme saved by Save Quantized DiT: stock UNETLoader either runs it like the pack or refuses it with an
+    error naming the format (before, it read the channel / block codes as unscaled FP8: cosine 0.87)."""
     res = run(dirs, "save")
     print(res)
     for label in ("fp8 per-tensor", "int8 W8A8"):  # ComfyUI-native: the stock loader runs them quantized
         assert "(comfy_quant, 20 quantized layers" in res[label]["text"]
         assert res[label]["stock_cosine"] >= 0.999, res[label]
-    assert "(dit_quant, 20 quantized layers" in res["fp8 block"]["text"]  # no native block FP8 format
+    refused = {"fp8 per-token x channel": "float8_e4m3fn_rowwise", "fp8 weight-only (per-channel)":
+               "float8_e4m3fn_rowwise", "fp8 block": "float8_e4m3fn_blockwise", "fp8 weight-only (block)":
+               "float8_e4m3fn_blockwise", "fp8 block 32x64": "comfyui_dit_quant/fp8_block"}
+    for label, name in refused.items():
+        assert "(dit_quant, 20 quantized layers" in res[label]["text"], res[label]
+        assert "stock_cosine" not in res[label], res[label]
+        assert name in res[label]["stock_error"], res[label]
+    assert len(res) == 7
     for r in res.values():
         assert r["reload_identical"], r
 

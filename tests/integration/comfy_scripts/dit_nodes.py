@@ -89,24 +89,27 @@ elif case == "lowvram":
                         "changed": ((baked - plain).norm() / plain.norm()).item(),
                         "restored_identical": bool(torch.equal(layer(x), plain))}
 elif case == "save":
-    for label in ("fp8 per-tensor", "int8 W8A8", "fp8 block"):
-        model, _ = load(label, block_size="64x64")
+    # every scheme (and a non-square block, which no community name fits) -> Save Quantized DiT -> stock UNETLoader
+    for i, (label, block) in enumerate([("fp8 per-tensor", "64x64"), ("int8 W8A8", "64x64"),
+                                        ("fp8 per-token x channel", "64x64"), ("fp8 block", "64x64"),
+                                        ("fp8 block", "32x64"), ("fp8 weight-only (per-channel)", "64x64"),
+                                        ("fp8 weight-only (block)", "64x64")]):
+        model, _ = load(label, block_size=block)
         ours = wan_sample(model)
-        ui = SaveQuantizedDiT.execute(model, f"diffusion_models/tiny_{label.split()[0]}_{label.split()[-1]}",
-                                      "auto").ui.as_dict()["text"][0]
-        saved = [f for f in os.listdir(os.path.join(out_dir, "diffusion_models"))
-                 if f.startswith(f"tiny_{label.split()[0]}_{label.split()[-1]}")]
+        prefix = f"tiny_saved_{i}"
+        ui = SaveQuantizedDiT.execute(model, f"diffusion_models/{prefix}", "auto").ui.as_dict()["text"][0]
+        saved = [f for f in os.listdir(os.path.join(out_dir, "diffusion_models")) if f.startswith(prefix)]
         path = os.path.join(out_dir, "diffusion_models", saved[0])
         folder_paths.add_model_folder_path("diffusion_models", os.path.dirname(path))
         entry = {"text": ui, "file": saved[0]}
         try:
             st = stock(saved[0])
             entry["stock_cosine"] = cos(wan_sample(st), ours)
-        except Exception as e:  # block FP8 has no native format: stock ComfyUI cannot run it
+        except Exception as e:  # no stock format for the scheme: refused, naming the format
             entry["stock_error"] = f"{type(e).__name__}: {e}"[:300]
         again, _ = load(name=saved[0])
         entry["reload_identical"] = bool(torch.equal(wan_sample(again), ours))
-        result[label] = entry
+        result[label if block == "64x64" else f"{label} {block}"] = entry
 elif case == "repeat":
     outs = []
     for _ in range(2):
