@@ -117,3 +117,16 @@ def test_plain_fp8_cast_file_is_quantized_with_one_byte_weights(dirs: tuple[str,
         assert r["quantized"] == 20 and r["one_byte"], (label, r)
         assert "plain FP8 cast file (no scales): 20 FP8 weights requantized" in r["summary"], (label, r["summary"])
         assert r["cosine"] >= 0.999, (label, r["cosine"])
+
+
+def test_legacy_scaled_fp8_runs_as_stock_reads_it(dirs: tuple[str, str]) -> None:
+    """scale_input 1.0 means no calibrated scale (it clipped activations at +-448: 0.99918 to stock), and a 2-element
+    scaled_fp8 marker means full-precision matmul (it ran FP8 activations: 0.99918 to stock)."""
+    res = run(dirs, "legacy")
+    print({k: v if not isinstance(v, dict) else {a: b for a, b in v.items() if a != "summary"} for k, v in res.items()})
+    assert res["ffn2_input_peak"] > 2 * 448  # activations far beyond the e4m3 range under a unit scale
+    unit, full = res["unit_scale_input"], res["two_element_marker"]
+    assert "fp8 per-tensor (from file, scaled_fp8)" in unit["summary"]
+    assert unit["vs_stock"] >= 0.9995, unit
+    assert "fp8 weight-only per-tensor (from file, scaled_fp8)" in full["summary"]
+    assert full["vs_stock"] >= 0.99999, full

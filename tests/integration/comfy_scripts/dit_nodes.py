@@ -4,7 +4,8 @@ argv: REPO_ROOT MODELS_DIR OUTPUT_DIR CASE. Cases: ``schemes`` (each scheme thro
 ``lora`` (LoraLoaderModelOnly on bf16 and quantized, then unpatched), ``save`` (Save Quantized DiT → stock
 UNETLoader), ``repeat`` (same file loaded twice, each sampled twice), ``assign`` (weights loaded with assign=True, as
 the dynamic-VRAM patcher does), ``prefixed`` (the same files with every key under
-``model.diffusion_model.``), ``fp8cast`` (a plain FP8 cast file vs stock). Prints one JSON line last.
+``model.diffusion_model.``), ``fp8cast`` (a plain FP8 cast file vs stock), ``legacy`` (scaled_fp8 files on a model
+with large activations vs stock). Prints one JSON line last.
 """
 
 import json
@@ -175,4 +176,39 @@ elif case == "fp8cast":
                    if n.startswith("blocks.") and getattr(m, "scheme", None) is not None]
         result[label] = {"cosine": cos(wan_sample(model), ref), "summary": text, "quantized": len(weights),
                          "one_byte": all(w.element_size() == 1 for w in weights)}
+elif case == "legacy":
+    # Legacy scaled_fp8 files as older ComfyUI tools wrote them, on a Wan whose FFN hidden activations reach the
+    # thousands (ffn.0 x300, ffn.2 / 300: the same function): scale_input 1.0 placeholders, and a 2-element marker.
+    from safetensors.torch import load_file, save_file
+
+    from comfyui_dit_quant.quant.schemes import FP8Tensor
+
+    sd = load_file(os.path.join(models_dir, BF16))
+    for k in [k for k in sd if k.endswith("ffn.0.weight") or k.endswith("ffn.0.bias")]:
+        sd[k] = (sd[k].float() * 300).bfloat16()
+    for k in [k for k in sd if k.endswith("ffn.2.weight")]:
+        sd[k] = (sd[k].float() / 300).bfloat16()
+    save_file(sd, os.path.join(models_dir, "tiny_wan_large_act_bf16.safetensors"))
+    legacy = {k: v for k, v in sd.items() if not (k.startswith("blocks.") and v.dim() == 2)}
+    for k in [k for k in sd if k.startswith("blocks.") and sd[k].dim() == 2]:
+        stored = FP8Tensor().quantize(sd[k].float())
+        layer = k[: -len(".weight")]
+        legacy.update({k: stored["weight"], f"{layer}.scale_weight": stored["weight_scale"].reshape(1),
+                       f"{layer}.scale_input": torch.ones(1)})
+    peak: list[float] = []
+    ref_model = stock("tiny_wan_large_act_bf16.safetensors")
+    hook = ref_model.model.diffusion_model.blocks[0].ffn[2].register_forward_pre_hook(
+        lambda m, args: peak.append(args[0].abs().max().item()))
+    ref = wan_sample(ref_model)
+    hook.remove()
+    result["ffn2_input_peak"] = max(peak)
+    for marker_name, marker in (("unit_scale_input", torch.empty(0, dtype=torch.float8_e4m3fn)),
+                                ("two_element_marker", torch.zeros(2, dtype=torch.float8_e4m3fn))):
+        name = f"tiny_wan_legacy_{marker_name}.safetensors"
+        save_file({**legacy, "scaled_fp8": marker}, os.path.join(models_dir, name))
+        theirs = wan_sample(stock(name))
+        model, text = load(name=name)
+        ours = wan_sample(model)
+        result[marker_name] = {"vs_stock": cos(ours, theirs), "vs_bf16": cos(ours, ref),
+                               "stock_vs_bf16": cos(theirs, ref), "summary": text}
 print(json.dumps(result))
