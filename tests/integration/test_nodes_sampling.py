@@ -130,3 +130,18 @@ def test_legacy_scaled_fp8_runs_as_stock_reads_it(dirs: tuple[str, str]) -> None
     assert unit["vs_stock"] >= 0.9995, unit
     assert "fp8 weight-only per-tensor (from file, scaled_fp8)" in full["summary"]
     assert full["vs_stock"] >= 0.99999, full
+
+
+def test_convert_to_quant_rowwise_and_blockwise_files_run_like_their_dequantized_weights(
+        dirs: tuple[str, str]) -> None:
+    """convert_to_quant's names (which stock ComfyUI refuses by name and this pack refused too) load as FP8
+    weight-only layers: the math of its own loader, against stock on the dequantized weights."""
+    res = run(dirs, "ctq")
+    print({k: {a: b for a, b in v.items() if a != "summary"} for k, v in res.items()})
+    assert len(res) == 4
+    for label, r in res.items():
+        assert r["quantized"] == 20 and r["one_byte"], (label, r)
+        assert r["cosine"] >= 0.9999, (label, r)
+        assert ("float8_e4m3fn_rowwise" if "rowwise" in label else "float8_e4m3fn_blockwise") in r["stock_error"]
+    assert "fp8 weight-only per-channel (from file, comfy_quant)" in res["rowwise markers"]["summary"]
+    assert "fp8 weight-only block 64x64 (from file, comfy_quant)" in res["blockwise markers+header"]["summary"]

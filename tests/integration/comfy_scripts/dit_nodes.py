@@ -5,7 +5,8 @@ argv: REPO_ROOT MODELS_DIR OUTPUT_DIR CASE. Cases: ``schemes`` (each scheme thro
 UNETLoader), ``repeat`` (same file loaded twice, each sampled twice), ``assign`` (weights loaded with assign=True, as
 the dynamic-VRAM patcher does), ``prefixed`` (the same files with every key under
 ``model.diffusion_model.``), ``fp8cast`` (a plain FP8 cast file vs stock), ``legacy`` (scaled_fp8 files on a model
-with large activations vs stock). Prints one JSON line last.
+with large activations vs stock), ``ctq`` (convert_to_quant's rowwise / blockwise files vs their dequantized
+weights in stock). Prints one JSON line last.
 """
 
 import json
@@ -211,4 +212,42 @@ elif case == "legacy":
         ours = wan_sample(model)
         result[marker_name] = {"vs_stock": cos(ours, theirs), "vs_bf16": cos(ours, ref),
                                "stock_vs_bf16": cos(theirs, ref), "summary": text}
+elif case == "ctq":
+    # Files laid out as silveroxides/convert_to_quant writes them (comfy_quant float8_e4m3fn_rowwise / _blockwise
+    # markers, a dummy input_scale of 1.0, optionally the _quantization_metadata header) vs stock ComfyUI on a bf16
+    # file holding the same dequantized weights (what convert_to_quant's own loader computes).
+    from safetensors.torch import load_file, save_file
+
+    from comfyui_dit_quant.quant.schemes import FP8Block, FP8Channel
+
+    sd = load_file(os.path.join(models_dir, BF16))
+    for fmt, scheme, extra in (("float8_e4m3fn_rowwise", FP8Channel(), {}),
+                               ("float8_e4m3fn_blockwise", FP8Block("64x64"), {"group_size": 64})):
+        config = {"format": fmt, **extra}
+        quant, dequant, layers = dict(sd), dict(sd), {}
+        for k in [k for k in sd if k.startswith("blocks.") and sd[k].dim() == 2]:
+            layer, stored = k[: -len(".weight")], scheme.quantize(sd[k].float())
+            dequant[k] = scheme.dequantize(stored["weight"], stored["weight_scale"]).bfloat16()
+            quant.update({k: stored["weight"], f"{layer}.weight_scale": stored["weight_scale"],
+                          f"{layer}.input_scale": torch.tensor(1.0),
+                          f"{layer}.comfy_quant": torch.tensor(list(json.dumps(config).encode()), dtype=torch.uint8)})
+            layers[layer] = config
+        short = fmt.rsplit("_", 1)[1]
+        save_file(dequant, os.path.join(models_dir, f"ctq_{short}_dequant.safetensors"))
+        ref = wan_sample(stock(f"ctq_{short}_dequant.safetensors"))
+        for variant, meta in (("markers", None), ("markers+header", {
+                "_quantization_metadata": json.dumps({"format_version": "1.0", "layers": layers})})):
+            name = f"ctq_{short}_{variant.replace('+', '_')}.safetensors"
+            save_file(quant, os.path.join(models_dir, name), metadata=meta)
+            model, text = load(name=name)
+            weights = [m.weight for n, m in model.model.diffusion_model.named_modules()
+                       if n.startswith("blocks.") and getattr(m, "scheme", None) is not None]
+            entry = {"cosine": cos(wan_sample(model), ref), "summary": text, "quantized": len(weights),
+                     "one_byte": all(w.element_size() == 1 for w in weights)}
+            try:
+                stock(name)
+                entry["stock_error"] = None
+            except Exception as e:
+                entry["stock_error"] = f"{type(e).__name__}: {e}"[:300]
+            result[f"{short} {variant}"] = entry
 print(json.dumps(result))
