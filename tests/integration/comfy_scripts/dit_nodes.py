@@ -170,13 +170,19 @@ elif case == "fp8cast":
     sd = load_file(os.path.join(models_dir, BF16))
     save_file({k: v.to(torch.float8_e4m3fn) if v.dim() == 2 and k.startswith("blocks.") else v for k, v in sd.items()},
               os.path.join(models_dir, "tiny_wan_fp8_e4m3fn.safetensors"))
+    cast = load_file(os.path.join(models_dir, "tiny_wan_fp8_e4m3fn.safetensors"))
     ref = wan_sample(stock("tiny_wan_fp8_e4m3fn.safetensors"))
-    for label in ("fp8 per-token x channel", "fp8 block", "fp8 weight-only (per-channel)", "int8 W8A8"):
+    for label in ("fp8 per-tensor", "fp8 per-token x channel", "fp8 block", "fp8 weight-only (per-channel)",
+                  "int8 W8A8"):
         model, text = load(label, name="tiny_wan_fp8_e4m3fn.safetensors", block_size="64x64")
-        weights = [m.weight for n, m in model.model.diffusion_model.named_modules()
-                   if n.startswith("blocks.") and getattr(m, "scheme", None) is not None]
+        mods = {n: m for n, m in model.model.diffusion_model.named_modules()
+                if n.startswith("blocks.") and getattr(m, "scheme", None) is not None}
+        weights = [m.weight for m in mods.values()]
+        same = [m.weight.dtype == torch.float8_e4m3fn and torch.equal(m.weight.view(torch.uint8),
+                cast[f"{n}.weight"].view(torch.uint8)) and bool((m.weight_scale == 1).all()) for n, m in mods.items()]
         result[label] = {"cosine": cos(wan_sample(model), ref), "summary": text, "quantized": len(weights),
-                         "one_byte": all(w.element_size() == 1 for w in weights)}
+                         "one_byte": all(w.element_size() == 1 for w in weights),
+                         "codes_kept": sum(same)}
 elif case == "legacy":
     # Legacy scaled_fp8 files as older ComfyUI tools wrote them, on a Wan whose FFN hidden activations reach the
     # thousands (ffn.0 x300, ffn.2 / 300: the same function): scale_input 1.0 placeholders, and a 2-element marker.
