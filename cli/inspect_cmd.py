@@ -8,7 +8,7 @@ import os
 from collections import Counter
 
 from ..quant.families import UnknownFamilyError, detect_family
-from ..quant.formats import comfy_native, pack_format
+from ..quant.formats import comfy_native, layer_marker, pack_format
 from ..quant.formats.io import detect_format
 from ..quant.formats.safetensors_io import Header, read_header, read_tensor
 
@@ -17,12 +17,12 @@ def _layer_schemes(header: Header, fmt: str) -> dict[str, str]:
     if fmt == "dit_quant":
         return {n: s.describe() for n, s in pack_format.pack_layers(header.metadata, header.path).items()}
     if fmt == "comfy_quant":
-        out = {n: str(c.get("format")) for n, c in comfy_native.header_layers(header.metadata, header.path).items()}
+        out = {n: c["format"] for n, c in comfy_native.header_layers(header.metadata, header.path).items()}
         with open(header.path, "rb") as f:
             for key in header.tensors:
                 if key.endswith(comfy_native.MARKER_SUFFIX):
-                    out[key[: -len(comfy_native.MARKER_SUFFIX)]] = str(
-                        comfy_native.decode_config(read_tensor(f, header, key)).get("format"))
+                    layer = key[: -len(comfy_native.MARKER_SUFFIX)]
+                    out.setdefault(layer, layer_marker.decode(read_tensor(f, header, key), header.path, key)["format"])
         return out
     if fmt == "scaled_fp8":
         return {k[: -len(".scale_weight")]: "scaled_fp8 (per-tensor)" for k in header.tensors

@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--family", default="auto", choices=("auto", "none"),
                    help="auto: detect the model family (unknown files are refused); none: no detection/preset")
     q.add_argument("--format", default="auto", choices=("auto", "comfy_quant", "dit_quant"),
-                   help="auto: ComfyUI-native when it can express the scheme (fp8_tensor), else this pack's")
+                   help="auto: ComfyUI-native comfy_quant (stock ComfyUI runs it) for fp8_tensor and int8, else "
+                        "this pack's dit_quant (stock ComfyUI refuses it, naming the format)")
     q.add_argument("--min-features", type=int, default=16, help="keep layers with a smaller dimension")
 
     i = sub.add_parser("inspect", help="describe a checkpoint: family, format, per-layer dtypes and scales")

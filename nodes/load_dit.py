@@ -22,7 +22,7 @@ from ..quant.load_plan import read_quantized_state_dict
 from ..quant.plan import PLAIN_FP8_DTYPES, plan_state_dict
 from ..quant.report import LayerRecord, QuantReport
 from ..quant.scheme_choice import SCHEME_LABELS, auto_scheme_name, build_scheme
-from ..quant.schemes import DEFAULT_BLOCK, format_block_size, parse_block_size
+from ..quant.schemes import DEFAULT_BLOCK, Scheme, format_block_size, parse_block_size
 from .load_common import DTYPE_CHOICES, PRESET_CHOICES, compute_dtype_for, record_backends
 from .ops import make_ops
 
@@ -60,16 +60,34 @@ def _load_plain(path: str, label: str, block_size: str, preset: str, ignored: st
                                       detected, PRESET_CHOICES[preset], ignored)
     report.bytes_before = sum(v.nbytes for v in header.tensors.values())
     report.scheme_why = why
-    n_fp8 = sum(header.tensors[k + ".weight"].torch_dtype in PLAIN_FP8_DTYPES for k in layers)
-    if n_fp8:
-        notes.append(f"plain FP8 cast file (no scales): {n_fp8} FP8 weights requantized to {scheme.describe()} "
-                     "from their FP8 values")
+    notes.extend(plain_fp8_notes({k: header.tensors[k + ".weight"].torch_dtype for k in layers}, layers))
     mm.throw_exception_if_processing_interrupted()
     # plain reads, not comfy.utils.load_torch_file's memory map: a kept mmap-backed tensor (a bias, a norm) would
     # keep the whole bf16 file mapped and its read pages resident after loading
     sd = read_quantized_state_dict(header, layers, device=device, progress=_progress(len(layers)))
     report.bytes_after = sum(v.numel() * v.element_size() for v in sd.values())
     return sd, header.metadata or None, report, family
+
+
+def plain_fp8_notes(dtypes: dict[str, torch.dtype | None], layers: dict[str, Scheme]) -> list[str]:
+    """Summary lines for a plain FP8 cast file: which FP8 weights kept their codes (scale 1) and which were
+    requantized (e5m2 codes, INT8 schemes)."""
+    kept: dict[str, int] = {}
+    requantized: dict[str, int] = {}
+    for layer, dtype in dtypes.items():
+        if dtype not in PLAIN_FP8_DTYPES:
+            continue
+        scheme = layers[layer]
+        target = kept if dtype == scheme.weight_dtype else requantized
+        target[scheme.describe()] = target.get(scheme.describe(), 0) + 1
+    notes = []
+    if kept:
+        notes.append(f"plain FP8 cast file (no scales): {sum(kept.values())} FP8 weights kept as their FP8 codes "
+                     f"(scale 1), run as {', '.join(f'{s} x{n}' for s, n in sorted(kept.items()))}")
+    if requantized:
+        notes.append(f"plain FP8 cast file (no scales): {sum(requantized.values())} FP8 weights requantized from "
+                     f"their FP8 values to {', '.join(f'{s} x{n}' for s, n in sorted(requantized.items()))}")
+    return notes
 
 
 def _load_quantized(path: str, fmt: str, widgets: dict[str, bool], notes: list[str]

@@ -1,7 +1,8 @@
 """Node "Save Quantized DiT": a quantized MODEL → one safetensors file under output/ (atomic).
 
 ComfyUI's native format when it can express every layer (per-tensor FP8, INT8: stock ``UNETLoader`` loads it),
-this pack's format otherwise. LoRA patches on the MODEL are baked in first.
+this pack's format otherwise (per-layer ``comfy_quant`` markers stock ComfyUI refuses by name; see
+``quant.formats.layer_marker``). LoRA patches on the MODEL are baked in first.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class SaveQuantizedDiT(io.ComfyNode):
                                 tooltip="File name prefix under ComfyUI's output folder."),
                 io.Combo.Input("format", options=list(WRITE_FORMATS), default="auto",
                                tooltip="auto: ComfyUI's native format when it holds every layer (stock "
-                                       "UNETLoader loads it), else this pack's format (dit_quant)."),
+                                       "UNETLoader loads it), else this pack's format (dit_quant; stock "
+                                       "ComfyUI refuses it with an error naming the format)."),
             ],
             outputs=[],
             is_output_node=True,

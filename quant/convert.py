@@ -16,7 +16,7 @@ import torch
 
 from .families import DetectedModel, detect_family
 from .finite import all_finite
-from .formats import comfy_native
+from .formats import comfy_native, layer_marker
 from .formats.io import detect_format, resolve_write_format
 from .formats.pack_format import pack_metadata
 from .formats.safetensors_io import (
@@ -74,17 +74,18 @@ def convert_file(
     layers, report = plan_state_dict(shapes, scheme, detected, preset, ignore, min_features)
     report.bytes_before = sum(i.nbytes for i in header.tensors.values())
 
-    natives = {s: comfy_native.native_config(s, tuple(s.empty_tensors(16, 16)["weight_scale"].shape))
-               for s in {scheme, *layers.values()}}
-    out_fmt = resolve_write_format(fmt, all(c is not None for c in natives.values()))
-    markers = {s: comfy_native.encode_config(c) for s, c in natives.items() if c} if out_fmt == "comfy_quant" else {}
+    configs = {layer: layer_marker.disk_config(s, *header.tensors[f"{layer}.weight"].shape)
+               for layer, s in layers.items()}
+    native_ok = all(layer_marker.stock_runs(c) for c in configs.values()) and comfy_native.native_config(
+        scheme, tuple(scheme.empty_tensors(16, 16)["weight_scale"].shape)) is not None
+    out_fmt = resolve_write_format(fmt, native_ok)
 
     plan: list[tuple[str, torch.dtype, tuple[int, ...]]] = []
     for key in sorted(header.tensors):
         info = header.tensors[key]
         layer = key[: -len(".weight")] if key.endswith(".weight") else None
         if layer in layers:
-            stored = _store(layers[layer], layers[layer].empty_tensors(*info.shape), natives, markers)
+            stored = layer_marker.to_disk(configs[layer], layers[layer].empty_tensors(*info.shape))
             plan += [(f"{layer}.{part}", t.dtype, tuple(t.shape)) for part, t in stored.items()]
         else:
             if info.torch_dtype is None:
@@ -108,7 +109,7 @@ def convert_file(
                 writer.write(key, tensor)
                 continue
             try:
-                stored = _store(layers[layer], layers[layer].quantize(tensor), natives, markers)
+                stored = layer_marker.to_disk(configs[layer], layers[layer].quantize(tensor))
             except NonFiniteWeightError as e:
                 raise CheckpointError(f"{src}: key {key!r}: {e}") from e
             for part, t in stored.items():
@@ -123,12 +124,3 @@ def convert_file(
              report.scheme, len(report.skipped), out_fmt)
     return ConvertResult(report, out_fmt, detected, layers)
 
-
-def _store(scheme: Scheme, stored: dict[str, torch.Tensor], natives: dict[Scheme, dict | None],
-           markers: dict[Scheme, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A layer's tensors as written: native scale layout plus the ``comfy_quant`` marker in the native format."""
-    marker = markers.get(scheme)
-    if marker is None:
-        return stored
-    stored["weight_scale"] = comfy_native.scale_to_disk(natives[scheme], stored["weight_scale"])
-    return {**stored, comfy_native.MARKER_SUFFIX[1:]: marker}

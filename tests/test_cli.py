@@ -60,3 +60,26 @@ def test_missing_input_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     missing = tmp_path / "nope.safetensors"
     assert main(["quantize", str(missing), str(tmp_path / "q.safetensors"), "--scheme", "int8"]) == 2
     assert str(missing) in capsys.readouterr().err
+
+
+def test_quantize_format_help_names_both_native_schemes(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["quantize", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "comfy_quant (stock ComfyUI runs it) for fp8_tensor and int8" in help_text
+
+
+def test_inspect_folder_of_unrelated_files_is_not_a_modelopt_export(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    for name in ("a", "b"):  # two unrelated bf16 models with the same key names
+        save_file({"blocks.0.proj.weight": torch.randn(16, 16).bfloat16()}, str(tmp_path / f"{name}.safetensors"))
+    assert main(["inspect", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a ModelOpt export" in err and "a.safetensors" in err and "b.safetensors" in err
+    (tmp_path / "b.safetensors").unlink()
+    save_file({"other.weight": torch.randn(16, 16).bfloat16()}, str(tmp_path / "c.safetensors"))
+    assert main(["inspect", str(tmp_path)]) == 2  # distinct keys, no config, nothing in FP8
+    assert "not a ModelOpt export: no quantization config" in capsys.readouterr().err

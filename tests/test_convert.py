@@ -152,6 +152,31 @@ def test_unscaled_fp8_cast_file_quantizes(tmp_path: Path, scheme: Scheme) -> Non
     assert torch.nn.functional.cosine_similarity(deq.flatten(), original.flatten(), dim=0) > 0.999
 
 
+@pytest.mark.parametrize("scheme", [FP8Tensor(), FP8Channel(), FP8Block("32x32"), FP8WeightOnly(),
+                                    FP8WeightOnly("tensor")], ids=lambda s: s.describe())
+def test_fp8_cast_codes_are_kept_under_unit_scales(tmp_path: Path, scheme: Scheme) -> None:
+    """The FP8 schemes store an e4m3 cast file's codes as they are (scale 1): no second rounding."""
+    src = _fp8_cast_file(tmp_path / "w_fp8_e4m3fn.safetensors")
+    convert_file(src, tmp_path / "q.safetensors", scheme, preset="none")
+    original = load_file(src)
+    ckpt = read_checkpoint(tmp_path / "q.safetensors")
+    assert len(ckpt.layers) >= 8
+    for layer in [n for n in ckpt.layers if n.startswith("blocks.")]:
+        stored = ckpt.layer_tensors(layer)
+        assert torch.equal(stored["weight"].view(torch.uint8), original[f"{layer}.weight"].view(torch.uint8)), layer
+        assert bool((stored["weight_scale"] == 1).all()), layer
+
+
+def test_e5m2_cast_and_int8_requantize_from_the_fp8_values() -> None:
+    w = (torch.randn(64, 64) * 3).to(torch.float8_e5m2)
+    stored = FP8Channel().quantize(w)
+    assert stored["weight"].dtype == torch.float8_e4m3fn and not bool((stored["weight_scale"] == 1).all())
+    deq = FP8Channel().dequantize(stored["weight"], stored["weight_scale"])
+    assert torch.nn.functional.cosine_similarity(deq.flatten(), w.float().flatten(), dim=0) > 0.999
+    stored = Int8().quantize(w.float().to(torch.float8_e4m3fn))
+    assert stored["weight"].dtype == torch.int8 and stored["weight_scale"].shape == (64,)
+
+
 def test_fp8_nan_weight_is_refused_naming_key(tmp_path: Path) -> None:
     src = _fp8_cast_file(tmp_path / "n.safetensors", nan_key="blocks.1.ffn.2.weight")
     with pytest.raises(CheckpointError, match=r"blocks\.1\.ffn\.2\.weight.*NaN"):

@@ -131,6 +131,26 @@ def test_reads_legacy_scaled_fp8(tmp_path: Path) -> None:
     assert (deq - w).abs().max() <= w.abs().max() / 16
 
 
+@pytest.mark.parametrize(("marker", "scale_input", "scheme", "input_scale"), [
+    (torch.empty(0, dtype=torch.float8_e4m3fn), 1.0, FP8Tensor(), None),  # 1.0: no calibrated scale -> dynamic
+    (torch.empty(0, dtype=torch.float8_e4m3fn), 0.25, FP8Tensor(), 0.25),  # a calibrated static scale is kept
+    (torch.zeros(2, dtype=torch.float8_e4m3fn), 0.25, FP8WeightOnly("tensor"), None),  # 2 elements: full precision
+    (torch.zeros(2), 1.0, FP8WeightOnly("tensor"), None),
+], ids=["unit_scale_input", "calibrated_scale_input", "two_element_marker", "two_element_float32_marker"])
+def test_legacy_scaled_fp8_reads_as_comfyui_does(tmp_path: Path, marker: torch.Tensor, scale_input: float,
+                                                 scheme: Scheme, input_scale: float | None) -> None:
+    """``comfy.utils.convert_old_quants``: scale_input == 1.0 is dropped, a 2-element marker means
+    full_precision_matrix_mult."""
+    stored = FP8Tensor().quantize(torch.randn(32, 64))
+    save_file({"model.diffusion_model.scaled_fp8": marker, "a.weight": stored["weight"],
+               "a.scale_weight": stored["weight_scale"].reshape(1), "a.scale_input": torch.tensor([scale_input])},
+              tmp_path / "legacy.safetensors")
+    back = read_checkpoint(tmp_path / "legacy.safetensors")
+    assert back.layers == {"a": scheme}
+    got = back.tensors.get("a.input_scale")
+    assert (None if got is None else got.item()) == input_scale
+
+
 @pytest.mark.parametrize("case", ["missing_scale", "scale_shape", "weight_dtype", "unknown_native"])
 def test_bad_quantized_layers_name_file_and_key(tmp_path: Path, case: str) -> None:
     stored = FP8Channel().quantize(torch.randn(32, 64))

@@ -70,12 +70,36 @@ def scheme_from_native(config: dict[str, Any], path: str, layer: str) -> Scheme:
                           f"run; supported native formats: {', '.join(SUPPORTED)}")
 
 
+def check_config(cfg: Any, path: str, where: str) -> dict[str, Any]:
+    """A layer config must be a JSON object with a string ``format``; raises naming the file and ``where``."""
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{path}: {where}: malformed comfy_quant config: expected a JSON object such as "
+                              f'{{"format": "float8_e4m3fn"}}, got {type(cfg).__name__} {short_json(cfg)}')
+    if not isinstance(cfg.get("format"), str):
+        raise CheckpointError(f"{path}: {where}: comfy_quant config {short_json(cfg)} has no string 'format'")
+    return cfg
+
+
+def short_json(obj: Any, limit: int = 80) -> str:
+    text = json.dumps(obj)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def header_layers(metadata: dict[str, str], path: str) -> dict[str, dict[str, Any]]:
-    """Per-layer configs from a ``_quantization_metadata`` header entry (empty if absent)."""
+    """Per-layer configs from a ``_quantization_metadata`` header entry (empty if absent); raises on a wrong shape."""
     raw = metadata.get(HEADER_KEY)
     if not raw:
         return {}
     try:
-        return dict(json.loads(raw).get("layers", {}))
-    except (ValueError, AttributeError) as e:
-        raise CheckpointError(f"{path}: malformed {HEADER_KEY} header: {e}") from e
+        body = json.loads(raw)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: metadata {HEADER_KEY!r} is not JSON: {e}") from e
+    if not isinstance(body, dict):
+        raise CheckpointError(f"{path}: metadata {HEADER_KEY!r}: expected a JSON object "
+                              f'{{"layers": {{...}}}}, got {type(body).__name__} {short_json(body)}')
+    layers = body.get("layers", {})
+    if not isinstance(layers, dict):
+        raise CheckpointError(f"{path}: metadata {HEADER_KEY!r}: 'layers' must map layer names to configs, got "
+                              f"{type(layers).__name__} {short_json(layers)}")
+    return {str(name): check_config(cfg, path, f"metadata {HEADER_KEY!r} layer {name!r}")
+            for name, cfg in layers.items()}

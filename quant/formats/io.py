@@ -10,8 +10,8 @@ import torch
 from safetensors import safe_open
 
 from ..finite import all_finite
-from ..schemes import FP8Tensor, Scheme
-from . import comfy_native, legacy_scaled_fp8, pack_format
+from ..schemes import FP8Tensor, FP8WeightOnly, Scheme
+from . import comfy_native, community, layer_marker, legacy_scaled_fp8, pack_format
 from .checkpoint import QuantizedCheckpoint, layer_of
 from .safetensors_io import CheckpointError, Header, read_header, save_tensors
 
@@ -38,23 +38,54 @@ def _load_all(path: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: cannot read tensors: {e}") from e
 
 
-def _native_layers(tensors: dict[str, torch.Tensor], header: Header) -> dict[str, Scheme]:
-    configs: dict[str, dict[str, Any]] = comfy_native.header_layers(header.metadata, header.path)
+def _pop_markers(tensors: dict[str, torch.Tensor], header: Header) -> dict[str, dict[str, Any]]:
+    """Per-layer marker configs: ``<l>.comfy_quant`` tensors (popped), then ``_quantization_metadata`` (which wins,
+    as in ComfyUI's loader)."""
+    configs: dict[str, dict[str, Any]] = {}
     for key in [k for k in tensors if k.endswith(comfy_native.MARKER_SUFFIX)]:
-        try:
-            configs[layer_of(key)] = comfy_native.decode_config(tensors.pop(key))
-        except ValueError as e:
-            raise CheckpointError(f"{header.path}: key {key!r}: malformed comfy_quant JSON: {e}") from e
+        configs[layer_of(key)] = layer_marker.decode(tensors.pop(key), header.path, key)
+    configs.update(comfy_native.header_layers(header.metadata, header.path))
+    return configs
+
+
+def _scales_from_disk(tensors: dict[str, torch.Tensor], configs: dict[str, dict[str, Any]]) -> None:
+    for name, cfg in configs.items():
+        scale, weight = tensors.get(f"{name}.weight_scale"), tensors.get(f"{name}.weight")
+        if scale is not None and weight is not None and weight.dim() == 2:
+            tensors[f"{name}.weight_scale"] = layer_marker.scale_from_disk(cfg, scale, weight.shape[0])
+
+
+def _native_layers(tensors: dict[str, torch.Tensor], header: Header) -> dict[str, Scheme]:
+    """Layers of a ``comfy_quant`` file (ComfyUI's names, convert_to_quant's names), no header of this pack."""
+    configs = _pop_markers(tensors, header)
     layers = {}
     for name, cfg in configs.items():
-        layers[name] = comfy_native.scheme_from_native(cfg, header.path, name)
-        scale, weight = tensors.get(f"{name}.weight_scale"), tensors.get(f"{name}.weight")
-        if scale is not None and weight is not None:
-            tensors[f"{name}.weight_scale"] = comfy_native.scale_from_disk(cfg, scale, weight.shape[0])
+        scale = tensors.get(f"{name}.weight_scale")
+        layers[name] = layer_marker.scheme_from_marker(cfg, header.path, name,
+                                                       None if scale is None else tuple(scale.shape))
+        if not layers[name].quantizes_activations and cfg["format"] in community.NAMES:
+            tensors.pop(f"{name}.input_scale", None)  # convert_to_quant's dummy 1.0; its loader never uses it
+    _scales_from_disk(tensors, configs)
+    return layers
+
+
+def _pack_layers(tensors: dict[str, torch.Tensor], header: Header) -> dict[str, Scheme]:
+    """Layers of a ``dit_quant`` file: schemes from the header, markers (if any) only say the scale layout."""
+    layers = pack_format.pack_layers(header.metadata, header.path)
+    configs = _pop_markers(tensors, header)
+    for name in configs:
+        if name not in layers:
+            raise CheckpointError(f"{header.path}: key {name + comfy_native.MARKER_SUFFIX!r} marks a layer the "
+                                  f"{pack_format.HEADER_KEY} header does not list")
+    _scales_from_disk(tensors, configs)
     return layers
 
 
 def _legacy_layers(tensors: dict[str, torch.Tensor]) -> dict[str, Scheme]:
+    """ComfyUI's reading of ``scaled_fp8``: a 2-element marker means full-precision matmul (weight-only), and a
+    ``scale_input`` of 1.0 means no calibrated input scale (dynamic activation scaling)."""
+    full_precision = any(legacy_scaled_fp8.is_marker(k) and t.numel() == 2 for k, t in tensors.items())
+    scheme: Scheme = FP8WeightOnly("tensor") if full_precision else FP8Tensor()
     layers: dict[str, Scheme] = {}
     for key in list(tensors):
         if legacy_scaled_fp8.is_marker(key):
@@ -63,10 +94,22 @@ def _legacy_layers(tensors: dict[str, torch.Tensor]) -> dict[str, Scheme]:
         layer, _, part = key.rpartition(".")
         if part in legacy_scaled_fp8.RENAMES:
             t = tensors.pop(key)
+            if part == "scale_input" and (full_precision or legacy_scaled_fp8.is_unit(t)):
+                continue
             tensors[f"{layer}.{legacy_scaled_fp8.RENAMES[part]}"] = t.float().reshape(()) if t.numel() == 1 else t
             if part == "scale_weight":
-                layers[layer] = FP8Tensor()
+                layers[layer] = scheme
     return layers
+
+
+def _check_scale(path: str, key: str, s: torch.Tensor) -> None:
+    if not s.is_floating_point():
+        raise CheckpointError(f"{path}: key {key!r} is {s.dtype}, expected a floating-point scale")
+    if not all_finite(s):
+        raise CheckpointError(f"{path}: key {key!r} contains NaN or inf")
+    if s.numel() and bool((s.float() <= 0).any()):
+        raise CheckpointError(f"{path}: key {key!r} holds a zero or negative scale ({s.float().min().item():g}); "
+                              "scales must be positive")
 
 
 def validate_layers(ckpt: QuantizedCheckpoint, path: str) -> None:
@@ -85,8 +128,13 @@ def validate_layers(ckpt: QuantizedCheckpoint, path: str) -> None:
         if s.shape != expected:
             raise CheckpointError(f"{path}: key {name + '.weight_scale'!r} has shape {list(s.shape)}, expected "
                                   f"{list(expected)} for {scheme.describe()} of a {list(w.shape)} weight")
-        if not all_finite(s):
-            raise CheckpointError(f"{path}: key {name + '.weight_scale'!r} contains NaN or inf")
+        _check_scale(path, f"{name}.weight_scale", s)
+        x = ckpt.tensors.get(f"{name}.input_scale")
+        if x is not None:
+            if x.numel() != 1:
+                raise CheckpointError(f"{path}: key {name + '.input_scale'!r} has shape {list(x.shape)}, expected "
+                                      "one value (a per-tensor activation scale)")
+            _check_scale(path, f"{name}.input_scale", x)
 
 
 def read_checkpoint(path: str | os.PathLike) -> QuantizedCheckpoint:
@@ -96,7 +144,7 @@ def read_checkpoint(path: str | os.PathLike) -> QuantizedCheckpoint:
     fmt = detect_format(header)
     tensors = _load_all(path)
     if fmt == "dit_quant":
-        layers = pack_format.pack_layers(header.metadata, path)
+        layers = _pack_layers(tensors, header)
     elif fmt == "comfy_quant":
         layers = _native_layers(tensors, header)
     elif fmt == "scaled_fp8":
@@ -108,18 +156,14 @@ def read_checkpoint(path: str | os.PathLike) -> QuantizedCheckpoint:
     return ckpt
 
 
-def native_configs(layers: dict[str, Scheme], tensors: dict[str, torch.Tensor]) -> dict[str, dict] | None:
-    """``comfy_quant`` JSON per layer when stock ComfyUI can express every layer, else None."""
-    out = {}
-    for name, scheme in layers.items():
-        cfg = comfy_native.native_config(scheme, tuple(tensors[f"{name}.weight_scale"].shape))
-        if cfg is None:
-            return None
-        out[name] = cfg
-    return out
+def disk_configs(layers: dict[str, Scheme], tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, Any]]:
+    """The ``comfy_quant`` marker of every quantized layer (``layer_marker.disk_config``)."""
+    return {name: layer_marker.disk_config(scheme, *tensors[f"{name}.weight"].shape)
+            for name, scheme in layers.items()}
 
 
 def resolve_write_format(requested: str, native_ok: bool) -> str:
+    """``comfy_quant`` (every layer in a format stock ComfyUI runs) or ``dit_quant``."""
     if requested not in WRITE_FORMATS:
         raise ValueError(f"unknown output format {requested!r}; expected one of {', '.join(WRITE_FORMATS)}")
     if requested == "comfy_quant" and not native_ok:
@@ -133,17 +177,16 @@ def resolve_write_format(requested: str, native_ok: bool) -> str:
 
 def write_checkpoint(path: str | os.PathLike, ckpt: QuantizedCheckpoint, fmt: str = "auto",
                      metadata: dict[str, str] | None = None) -> str:
-    """Write atomically; returns the format written (``comfy_quant`` or ``dit_quant``)."""
-    configs = native_configs(ckpt.layers, ckpt.tensors)
-    fmt = resolve_write_format(fmt, configs is not None)
+    """Write atomically; returns the format written (``comfy_quant`` or ``dit_quant``). Every quantized layer gets
+    a ``comfy_quant`` marker; a ``dit_quant`` file also gets the ``comfyui_dit_quant`` header with the schemes."""
+    configs = disk_configs(ckpt.layers, ckpt.tensors)
+    fmt = resolve_write_format(fmt, all(layer_marker.stock_runs(c) for c in configs.values()))
     tensors = dict(ckpt.tensors)
     meta = dict(metadata or {})
-    if fmt == "comfy_quant":
-        assert configs is not None
-        for name, cfg in configs.items():
-            tensors[f"{name}{comfy_native.MARKER_SUFFIX}"] = comfy_native.encode_config(cfg)
-            tensors[f"{name}.weight_scale"] = comfy_native.scale_to_disk(cfg, tensors[f"{name}.weight_scale"])
-    else:
+    for name, cfg in configs.items():
+        stored = layer_marker.to_disk(cfg, {"weight_scale": tensors[f"{name}.weight_scale"]})
+        tensors.update({f"{name}.{part}": t for part, t in stored.items()})
+    if fmt == "dit_quant":
         meta.update(pack_format.pack_metadata(ckpt.layers))
     save_tensors(path, tensors, meta)
     return fmt

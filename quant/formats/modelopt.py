@@ -54,8 +54,12 @@ def is_skipped_key(key: str) -> bool:
     return key.endswith("._amax") and "_quantizer" in key
 
 
+INFERRED = "inferred from the scale shapes"
+
+
 def _load(files: list[Path], weight_map: dict[str, str]) -> tuple[dict[str, torch.Tensor], Header]:
     tensors: dict[str, torch.Tensor] = {}
+    origin: dict[str, Path] = {}
     first: Header | None = None
     for f in files:
         header = read_header(f)  # checks the file is complete (truncated shard -> error naming it)
@@ -67,14 +71,21 @@ def _load(files: list[Path], weight_map: dict[str, str]) -> tuple[dict[str, torc
             with safe_open(str(f), framework="pt", device="cpu") as sf:
                 for k in sf.keys():  # noqa: SIM118 - safe_open is not a dict
                     if k in tensors:
-                        raise CheckpointError(f"{f}: key {k!r} is also in another shard")
-                    tensors[k] = sf.get_tensor(k)
+                        raise CheckpointError(_duplicate_message(k, origin[k], f, bool(weight_map)))
+                    tensors[k], origin[k] = sf.get_tensor(k), f
         except CheckpointError:
             raise
         except Exception as e:  # safetensors' own error types
             raise CheckpointError(f"{f}: cannot read tensors: {e}") from e
     assert first is not None
     return tensors, first
+
+
+def _duplicate_message(key: str, first: Path, second: Path, indexed: bool) -> str:
+    if indexed:
+        return f"{second}: key {key!r} is also in shard {first.name}, but the index lists it once"
+    return (f"{second.parent}: not a ModelOpt export: key {key!r} is in both {first.name} and {second.name}, so its "
+            ".safetensors files are not the shards of one model; inspect or load one file at a time")
 
 
 def infer_algo(tensors: dict[str, torch.Tensor]) -> str:
@@ -157,7 +168,7 @@ def read_modelopt(path: str | os.PathLike, component: str = "transformer") -> Mo
     notes = [note] if note else []
     config = find_config(folder, header)
     if config is None:
-        config = ModelOptConfig(infer_algo(tensors), source="inferred from the scale shapes")
+        config = ModelOptConfig(infer_algo(tensors), source=INFERRED)
         notes.append(f"no quantization config found; quant_algo {config.quant_algo} inferred from the scales")
     _check_algos(config, config.source or where)
     skipped = sorted(k for k in tensors if is_skipped_key(k))
@@ -167,6 +178,10 @@ def read_modelopt(path: str | os.PathLike, component: str = "transformer") -> Mo
         log.info("ModelOpt export %s: skipped %d raw quantizer key(s) (%s ...)", where, len(skipped), skipped[0])
         notes.append(f"skipped {len(skipped)} attention quantizer _amax key(s)")
     layers = build_layers(tensors, config, where)
+    if not layers and config.source == INFERRED:
+        raise CheckpointError(f"{where}: not a ModelOpt export: no quantization config (config.json, "
+                              "hf_quant_config.json or the safetensors header) and no float8 weight with a "
+                              "weight_scale")
     ckpt = QuantizedCheckpoint(tensors, layers, "modelopt", {"quant_algo": config.quant_algo})
     validate_layers(ckpt, where)
     return ModelOptExport(ckpt, config, [str(f) for f in files], skipped, notes)

@@ -1,11 +1,13 @@
 """This pack's own self-describing format, for the schemes stock ComfyUI has no format for.
 
 Same tensors as ComfyUI's native format (``<l>.weight`` codes, ``<l>.weight_scale`` float32, optional
-``<l>.input_scale``), plus one safetensors header entry ``comfyui_dit_quant``: JSON
-``{"format_version": 1, "layers": {"<l>": <scheme config>}}`` where a scheme config is, e.g.,
-``{"scheme": "fp8_block", "block_size": [128, 128]}`` (see ``quant.schemes``). Scale layouts per scheme:
-fp8_tensor ``[]``; fp8_channel, int8 and channel-granular fp8_weight_only ``[N]``; fp8_block and
-block-granular fp8_weight_only ``[ceil(N/bn), ceil(K/bk)]``. Tensors not named in ``layers`` are plain.
+``<l>.input_scale``), a ``<l>.comfy_quant`` marker per quantized layer (``layer_marker``: a name stock ComfyUI runs
+or refuses by name, so it never reads the codes as unscaled FP8) and one safetensors header entry
+``comfyui_dit_quant``: JSON ``{"format_version": 1, "layers": {"<l>": <scheme config>}}`` where a scheme config is,
+e.g., ``{"scheme": "fp8_block", "block_size": [128, 128]}`` (see ``quant.schemes``); the header decides the scheme.
+Scale layouts per scheme: fp8_tensor ``[]``; fp8_channel and channel-granular fp8_weight_only ``[N]``; int8
+``[N, 1]`` (ComfyUI's int8_tensorwise); fp8_block and block-granular fp8_weight_only ``[ceil(N/bn), ceil(K/bk)]``.
+Files written before the markers (header only) read the same. Tensors not named in ``layers`` are plain.
 """
 
 from __future__ import annotations
@@ -28,15 +30,25 @@ def pack_metadata(layers: dict[str, Scheme]) -> dict[str, str]:
 def pack_layers(metadata: dict[str, str], path: str) -> dict[str, Scheme]:
     """Layer name → scheme from the header entry; raises naming the file and layer on anything unknown."""
     try:
-        body: dict[str, Any] = json.loads(metadata[HEADER_KEY])
-    except (KeyError, ValueError) as e:
+        body: Any = json.loads(metadata[HEADER_KEY])
+    except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: malformed {HEADER_KEY} header: {e}") from e
+    if not isinstance(body, dict):
+        raise CheckpointError(f"{path}: metadata {HEADER_KEY!r}: expected a JSON object "
+                              f'{{"format_version": {FORMAT_VERSION}, "layers": {{...}}}}, got {type(body).__name__}')
     version = body.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{path}: {HEADER_KEY} format_version {version!r} is not supported "
                               f"(this version reads {FORMAT_VERSION}); update comfyui-dit-quant")
+    entries = body.get("layers", {})
+    if not isinstance(entries, dict):
+        raise CheckpointError(f"{path}: metadata {HEADER_KEY!r}: 'layers' must map layer names to scheme configs, "
+                              f"got {type(entries).__name__}")
     layers = {}
-    for name, cfg in body.get("layers", {}).items():
+    for name, cfg in entries.items():
+        if not isinstance(cfg, dict) or not isinstance(cfg.get("scheme"), str):
+            raise CheckpointError(f"{path}: metadata {HEADER_KEY!r} layer {name!r}: expected a scheme config such "
+                                  f'as {{"scheme": "fp8_channel"}}, got {json.dumps(cfg)[:80]}')
         try:
             layers[name] = from_config(cfg)
         except (ValueError, TypeError, KeyError) as e:

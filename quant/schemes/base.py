@@ -63,12 +63,21 @@ class Scheme(ABC):
         if not all_finite(weight):
             raise NonFiniteWeightError("weight contains NaN or inf")
         weight = weight.detach()
-        # Plain FP8 casts (codes without a scale) are requantized from their values, one row chunk at a time.
+        if weight.dtype == self.weight_dtype == ref.FP8_DTYPE:
+            return self.keep_fp8_codes(weight)
+        # Other plain FP8 casts (e5m2 codes, or INT8 schemes) are requantized from their values, per row chunk.
         src = (lambda w: w.float()) if weight.element_size() == 1 else (lambda w: w)
         if self.row_group is None or weight.numel() <= CHUNK_ELEMS:
             return self._quantize(src(weight))
         parts = [self._quantize(src(weight[rows])) for rows in row_chunks(*weight.shape, self.row_group)]
         return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+
+    def keep_fp8_codes(self, weight: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A plain e4m3 cast (codes with no scale, e.g. ``*_fp8_e4m3fn`` files) stored as it is under unit scales of
+        this scheme's layout: the weights stay exactly the file's (no second rounding), the activations get this
+        scheme's handling."""
+        shape = self.empty_tensors(*weight.shape)["weight_scale"].shape
+        return {"weight": weight.clone(), "weight_scale": torch.ones(shape, dtype=torch.float32, device=weight.device)}
 
     def empty_tensors(self, out_features: int, in_features: int) -> dict[str, torch.Tensor]:
         """Meta tensors with the shapes and dtypes ``quantize`` returns for an [N, K] weight."""

@@ -59,13 +59,22 @@ def test_lowvram_lora_on_the_fly_matches_baked(dirs: tuple[str, str]) -> None:
         assert r["changed"] > 0.1 and r["delta_cosine"] >= 0.97 and r["restored_identical"], (kind, r)
 
 
-def test_saved_files_reload_in_stock_unet_loader_and_in_the_pack(dirs: tuple[str, str]) -> None:
+def test_saved_files_run_in_stock_unet_loader_or_are_refused_by_name(dirs: tuple[str, str]) -> None:
+    """Every scheme saved by Save Quantized DiT: stock UNETLoader either runs it like the pack or refuses it with an
+    error naming the format (before, it read the channel / block codes as unscaled FP8: cosine 0.87)."""
     res = run(dirs, "save")
     print(res)
     for label in ("fp8 per-tensor", "int8 W8A8"):  # ComfyUI-native: the stock loader runs them quantized
         assert "(comfy_quant, 20 quantized layers" in res[label]["text"]
         assert res[label]["stock_cosine"] >= 0.999, res[label]
-    assert "(dit_quant, 20 quantized layers" in res["fp8 block"]["text"]  # no native block FP8 format
+    refused = {"fp8 per-token x channel": "float8_e4m3fn_rowwise", "fp8 weight-only (per-channel)":
+               "float8_e4m3fn_rowwise", "fp8 block": "float8_e4m3fn_blockwise", "fp8 weight-only (block)":
+               "float8_e4m3fn_blockwise", "fp8 block 32x64": "comfyui_dit_quant/fp8_block"}
+    for label, name in refused.items():
+        assert "(dit_quant, 20 quantized layers" in res[label]["text"], res[label]
+        assert "stock_cosine" not in res[label], res[label]
+        assert name in res[label]["stock_error"], res[label]
+    assert len(res) == 7
     for r in res.values():
         assert r["reload_identical"], r
 
@@ -100,14 +109,48 @@ def test_files_with_model_diffusion_model_prefix_load_like_the_plain_ones(dirs: 
 
 
 def test_plain_fp8_cast_file_is_quantized_with_one_byte_weights(dirs: tuple[str, str]) -> None:
-    """Issue 14.2: a plain FP8 cast file used to quantize nothing and upcast every weight; each scheme now
-    requantizes its FP8 weights (1-byte weights in the built model), says so, and matches stock on the same file."""
+    """Issue 14.2: a plain FP8 cast file used to quantize nothing and upcast every weight. The FP8 schemes now keep
+    the file's FP8 codes under unit scales (no second rounding: bit-identical codes, cosine to stock on the same
+    file ~1), INT8 requantizes them; 1-byte weights in the built model, and the summary says which happened."""
     res = run(dirs, "fp8cast")
-    print({k: round(v["cosine"], 6) for k, v in res.items()})
+    print({k: (round(v["cosine"], 7), v["codes_kept"]) for k, v in res.items()})
     for label, r in res.items():
         assert r["quantized"] == 20 and r["one_byte"], (label, r)
-        assert "plain FP8 cast file (no scales): 20 FP8 weights requantized" in r["summary"], (label, r["summary"])
-        assert r["cosine"] >= 0.999, (label, r["cosine"])
+        if label == "int8 W8A8":
+            assert "20 FP8 weights requantized from their FP8 values to int8" in r["summary"], r["summary"]
+            assert r["codes_kept"] == 0 and r["cosine"] >= 0.999, (label, r["cosine"])
+        else:
+            assert "plain FP8 cast file (no scales): 20 FP8 weights kept as their FP8 codes (scale 1)" in r["summary"]
+            assert r["codes_kept"] == 20, (label, r)
+            assert r["cosine"] >= (0.99999 if "weight-only" in label else 0.999), (label, r["cosine"])
+
+
+def test_legacy_scaled_fp8_runs_as_stock_reads_it(dirs: tuple[str, str]) -> None:
+    """scale_input 1.0 means no calibrated scale (it clipped activations at +-448: 0.99918 to stock), and a 2-element
+    scaled_fp8 marker means full-precision matmul (it ran FP8 activations: 0.99918 to stock)."""
+    res = run(dirs, "legacy")
+    print({k: v if not isinstance(v, dict) else {a: b for a, b in v.items() if a != "summary"} for k, v in res.items()})
+    assert res["ffn2_input_peak"] > 2 * 448  # activations far beyond the e4m3 range under a unit scale
+    unit, full = res["unit_scale_input"], res["two_element_marker"]
+    assert "fp8 per-tensor (from file, scaled_fp8)" in unit["summary"]
+    assert unit["vs_stock"] >= 0.9995, unit
+    assert "fp8 weight-only per-tensor (from file, scaled_fp8)" in full["summary"]
+    assert full["vs_stock"] >= 0.99999, full
+
+
+def test_convert_to_quant_rowwise_and_blockwise_files_run_like_their_dequantized_weights(
+        dirs: tuple[str, str]) -> None:
+    """convert_to_quant's names (which stock ComfyUI refuses by name and this pack refused too) load as FP8
+    weight-only layers: the math of its own loader, against stock on the dequantized weights."""
+    res = run(dirs, "ctq")
+    print({k: {a: b for a, b in v.items() if a != "summary"} for k, v in res.items()})
+    assert len(res) == 4
+    for label, r in res.items():
+        assert r["quantized"] == 20 and r["one_byte"], (label, r)
+        assert r["cosine"] >= 0.9999, (label, r)
+        assert ("float8_e4m3fn_rowwise" if "rowwise" in label else "float8_e4m3fn_blockwise") in r["stock_error"]
+    assert "fp8 weight-only per-channel (from file, comfy_quant)" in res["rowwise markers"]["summary"]
+    assert "fp8 weight-only block 64x64 (from file, comfy_quant)" in res["blockwise markers+header"]["summary"]
 
 
 def test_cfg_batch_cond_output_does_not_depend_on_uncond(dirs: tuple[str, str]) -> None:
