@@ -17,6 +17,7 @@ from ..kernels.dispatch import BACKENDS
 from ..quant.families import UnknownFamilyError, detect_family
 from ..quant.formats.io import detect_format, read_checkpoint
 from ..quant.formats.safetensors_io import read_header
+from ..quant.ignore import IgnoreMatcher
 from ..quant.plan import PLAIN_FP8_DTYPES, plan_state_dict
 from ..quant.report import LayerRecord, QuantReport
 from ..quant.schemes import DEFAULT_BLOCK, format_block_size, parse_block_size
@@ -136,9 +137,10 @@ class LoadFP8DiT(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, block_size: str) -> bool | str:
+    def validate_inputs(cls, block_size: str, ignored_layers: str) -> bool | str:
         try:
             parse_block_size(block_size)
+            IgnoreMatcher(ignored_layers)  # invalid or explosive regexes are refused before the prompt runs
         except ValueError as e:
             return str(e)
         return True
