@@ -32,8 +32,8 @@ _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 def check_header_length(path: str, n: int, size: int) -> None:
     """The 8-byte length prefix ``n`` of a file of ``size`` bytes."""
     if n > MAX_HEADER:
-        raise CheckpointError(f"{path}: safetensors header of {n} bytes exceeds the {MAX_HEADER // 1_000_000} MB "
-                              "limit of the format")
+        raise CheckpointError(f"{path}: not a safetensors file: its header length {n} exceeds the format's "
+                              f"{MAX_HEADER // 1_000_000} MB limit")
     if n < 2:
         raise CheckpointError(f"{path}: not a safetensors file (header length {n})")
     if n > size - 8:

@@ -1,8 +1,8 @@
 """Safetensors at the byte level: read a header without the data, and write a file tensor by tensor.
 
 ``SafetensorsWriter`` writes the header first from a plan of (name, dtype, shape), then streams each tensor's
-bytes in order, so a converter holds one tensor at a time. Output goes to a temporary file in the target folder
-that is renamed into place only when complete: an interrupted or failed write leaves no partial file.
+bytes in order, so a converter holds one tensor at a time. Output goes through ``atomic_write.atomic_output``:
+a temporary file in the target folder renamed into place only when complete.
 """
 
 from __future__ import annotations
@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 import torch
 
+from .atomic_write import OutputWriteError, atomic_output
 from .errors import CheckpointError
 from .safetensors_header import (
     MAX_HEADER,
@@ -35,8 +34,8 @@ DTYPE_TO_ST: dict[torch.dtype, str] = {
 }
 ST_TO_DTYPE = {v: k for k, v in DTYPE_TO_ST.items()}
 
-__all__ = ["DTYPE_TO_ST", "ST_TO_DTYPE", "CheckpointError", "Header", "SafetensorsWriter", "TensorInfo",
-           "atomic_output", "read_header", "read_tensor", "save_tensors", "tensor_to_bytes"]
+__all__ = ["DTYPE_TO_ST", "ST_TO_DTYPE", "CheckpointError", "Header", "OutputWriteError", "SafetensorsWriter",
+           "TensorInfo", "atomic_output", "read_header", "read_tensor", "save_tensors", "tensor_to_bytes"]
 
 
 @dataclass(frozen=True)
@@ -101,23 +100,6 @@ def tensor_to_bytes(t: torch.Tensor) -> memoryview:
     """Raw little-endian bytes of a tensor of any dtype (fp8 and bf16 included)."""
     flat = t.detach().to("cpu").contiguous().reshape(-1)
     return memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else memoryview(b"")
-
-
-@contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """Open a temporary file beside ``path``; rename it to ``path`` on success, delete it on any error."""
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.partial")
-    try:
-        with open(tmp, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class SafetensorsWriter:
