@@ -30,7 +30,7 @@ from .regex_guard import check_regex
 
 REGEX_PREFIX = "re:"
 MAX_PATTERNS = 1000
-MAX_NAME = 1024
+MAX_NAME = 512
 _GLOB_CHARS = frozenset("*?[")
 
 __all__ = ["REGEX_PREFIX", "IgnoreMatcher", "parse_ignore"]
