@@ -49,7 +49,7 @@ def _native_layers(tensors: dict[str, torch.Tensor], header: Header) -> dict[str
     for name, cfg in configs.items():
         layers[name] = comfy_native.scheme_from_native(cfg, header.path, name)
         scale, weight = tensors.get(f"{name}.weight_scale"), tensors.get(f"{name}.weight")
-        if scale is not None and weight is not None:
+        if scale is not None and weight is not None and weight.dim() == 2:  # else validate_layers names it
             tensors[f"{name}.weight_scale"] = comfy_native.scale_from_disk(cfg, scale, weight.shape[0])
     return layers
 
