@@ -86,3 +86,15 @@ def test_legitimate_regex_still_lists(server: ComfyServer) -> None:
     by_name = {r["name"]: r for r in body["layers"]}
     assert by_name["blocks.0.ffn.0"]["ignored_by"] == "re:blocks\\.(0|39)\\."
     assert by_name["blocks.1.ffn.0"]["ignored_by"] is None
+
+
+def test_widget_refuses_the_catastrophic_pattern_at_validation(server: ComfyServer) -> None:
+    start = time.perf_counter()
+    status, body = server.post_prompt({
+        "1": {"class_type": "DiTQuantLoadFP8DiT", "inputs": {
+            "unet_name": "tiny_wan.safetensors", "scheme": "fp8 block", "block_size": "64x64",
+            "preset": "family default", "ignored_layers": CATASTROPHIC, "compute_dtype": "auto", "backend": "auto"}},
+        "2": {"class_type": "DiTQuantSaveQuantizedDiT",
+              "inputs": {"model": ["1", 0], "filename_prefix": "bad", "format": "auto"}}})
+    assert status == 400 and "exponential" in str(body["node_errors"]["1"]), body
+    assert time.perf_counter() - start < 5
