@@ -25,8 +25,8 @@ DTYPE_BITS: dict[str, int] = {
     "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "F64": 64, "I64": 64,
     "U64": 64, "C64": 64, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
 }
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
 
 def check_header_length(path: str, n: int, size: int) -> None:
@@ -40,14 +40,15 @@ def check_header_length(path: str, n: int, size: int) -> None:
         raise CheckpointError(f"{path}: not a safetensors file or truncated (header length {n}, file size {size})")
 
 
-def _check_depth(path: str, text: str) -> None:
+def _check_depth(path: str, raw: bytes) -> None:
     """Refuse JSON nested deeper than ``MAX_DEPTH`` without recursing: strip strings, keep brackets, then peel
     innermost pairs ``MAX_DEPTH`` times; anything left is deeper (or unbalanced, which JSON refuses anyway)."""
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
     for _ in range(MAX_DEPTH):
-        if not brackets:
-            return
-        brackets = brackets.replace("[]", "").replace("{}", "")
+        peeled = brackets.replace(b"[]", b"").replace(b"{}", b"")
+        if len(peeled) == len(brackets):
+            break
+        brackets = peeled
     if brackets:
         raise CheckpointError(f"{path}: safetensors header nests deeper than {MAX_DEPTH} levels")
 
@@ -60,7 +61,7 @@ def parse_header_json(path: str, raw: bytes) -> dict[str, Any]:
         raise CheckpointError(f"{path}: safetensors header is not UTF-8: {e}") from e
     if not text.startswith("{"):
         raise CheckpointError(f"{path}: safetensors header is not a JSON object")
-    _check_depth(path, text)
+    _check_depth(path, raw)
     try:
         header = json.loads(text)
     except (ValueError, RecursionError) as e:  # JSONDecodeError, or an integer of over 4300 digits
