@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -100,3 +101,12 @@ def test_valid_edge_cases_are_accepted(tmp_path: Path) -> None:
     h = read_header(raw_safetensors(tmp_path / "ok.safetensors", header, b"\0" * 20))
     assert h.metadata == {} and h.tensors["z"].shape == (0, 4) and h.tensors["b"].nbytes == 2
     assert [k for k, _ in sorted(h.tensors.items(), key=lambda kv: kv[1].offsets)] == ["z", "a", "b", "c"]
+
+
+def test_block_size_of_letters_names_file_and_layer(tmp_path: Path) -> None:
+    body = {"format_version": 1, "layers": {"a": {"scheme": "fp8_block", "block_size": ["x", 1]}}}
+    path = raw_safetensors(tmp_path / "m.safetensors", {"__metadata__": {"comfyui_dit_quant": json.dumps(body)}})
+    with pytest.raises(CheckpointError) as err:
+        read_checkpoint(path)
+    assert str(path) in str(err.value) and "layer 'a'" in str(err.value)
+    assert "expected two integers such as [128, 128]" in str(err.value) and "invalid literal" not in str(err.value)
