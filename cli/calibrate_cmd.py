@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from ..quant.families import UnknownFamilyError, detect_family
+from ..quant.formats.safetensors_io import CheckpointError, read_header
 from ..quant.plan import build_matcher
 
 CONFIGS = {"FP8": "FP8_DEFAULT_CFG", "FP8_PER_CHANNEL_PER_TOKEN": "FP8_PER_CHANNEL_PER_TOKEN_CFG",
@@ -62,7 +63,11 @@ def load_transformer(folder: str) -> torch.nn.Module:
     model = getattr(diffusers, cfg["_class_name"]).from_config(cfg)
     sd: dict[str, torch.Tensor] = {}
     for f in sorted(root.glob("*.safetensors")):
-        sd.update(load_file(str(f)))
+        read_header(f)  # the pack's validation first: a hostile header is refused by name
+        try:
+            sd.update(load_file(str(f)))
+        except Exception as e:  # safetensors raises its own error types
+            raise CheckpointError(f"{f}: cannot read tensors: {e}") from e
     model.load_state_dict(sd, strict=True)
     return model.to(torch.bfloat16).eval()
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 
-from ..quant.formats.safetensors_io import CheckpointError
+from ..quant.formats.atomic_write import Terminated
+from ..quant.formats.safetensors_io import CheckpointError, OutputWriteError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,23 +63,56 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _target(args: argparse.Namespace) -> str | None:
+    """The file a command works on, named in its error line."""
+    return getattr(args, "input", None) or getattr(args, "file", None)
+
+
+def error_line(e: BaseException, target: str | None) -> str:
+    """One ``error: ...`` line naming the file."""
+    if isinstance(e, OSError) and not isinstance(e, OutputWriteError) and e.filename is not None:
+        text = f"{e.filename}: {e.strerror or e}"
+    elif isinstance(e, (CheckpointError, ValueError, OSError)):
+        text = str(e)
+    else:
+        text = f"unexpected {type(e).__name__}: {e} (run with -v for the traceback)"
+    text = "; ".join(line.strip() for line in text.splitlines() if line.strip()) or type(e).__name__
+    if target and target not in text and not isinstance(e, OutputWriteError):
+        text = f"{target}: {text}"
+    return f"error: {text}"
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "quantize":
+        from .quantize_cmd import quantize_command
+        return quantize_command(args)
+    if args.command == "inspect":
+        from .inspect_cmd import inspect_command
+        return inspect_command(args)
+    if args.command == "calibrate":
+        from .calibrate_cmd import calibrate_command
+        return calibrate_command(args)
+    from .demo import demo_command
+    return demo_command(args)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; every failure is one ``error:`` line on stderr (exit 2), a signal 128 + its number."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    target = _target(args)
     try:
-        if args.command == "quantize":
-            from .quantize_cmd import quantize_command
-            return quantize_command(args)
-        if args.command == "inspect":
-            from .inspect_cmd import inspect_command
-            return inspect_command(args)
-        if args.command == "calibrate":
-            from .calibrate_cmd import calibrate_command
-            return calibrate_command(args)
-        from .demo import demo_command
-        return demo_command(args)
-    except (CheckpointError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        return _run(args)
+    except Terminated as e:
+        print(f"error: {target or args.command}: terminated (SIGTERM); no output file left", file=sys.stderr)
+        return int(e.code or 143)
+    except KeyboardInterrupt:
+        print(f"error: {target or args.command}: interrupted; no output file left", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the CLI's last line of defence: one line, never a traceback
+        if args.verbose:
+            traceback.print_exc()
+        print(error_line(e, target), file=sys.stderr)
         return 2
 
 

@@ -18,6 +18,7 @@ from ..quant.families import UnknownFamilyError, detect_family
 from ..quant.formats.io import detect_format, read_checkpoint
 from ..quant.formats.layer_state import checkpoint_to_state_dict
 from ..quant.formats.safetensors_io import read_header
+from ..quant.ignore import IgnoreMatcher
 from ..quant.load_plan import read_quantized_state_dict
 from ..quant.plan import PLAIN_FP8_DTYPES, plan_state_dict
 from ..quant.report import LayerRecord, QuantReport
@@ -154,9 +155,10 @@ class LoadFP8DiT(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, block_size: str) -> bool | str:
+    def validate_inputs(cls, block_size: str, ignored_layers: str) -> bool | str:
         try:
             parse_block_size(block_size)
+            IgnoreMatcher(ignored_layers)  # invalid or explosive regexes are refused before the prompt runs
         except ValueError as e:
             return str(e)
         return True

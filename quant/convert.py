@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .families import DetectedModel, detect_family
+from .families import DetectedModel, UnknownFamilyError, detect_family
 from .finite import all_finite
 from .formats import comfy_native, layer_marker
 from .formats.io import detect_format, resolve_write_format
@@ -69,7 +69,11 @@ def convert_file(
     if existing != "plain":
         raise CheckpointError(f"{src}: already quantized ({existing} format); load it as it is instead of "
                               "converting it again")
-    detected = None if family == "none" else detect_family(header.shapes())
+    try:
+        detected = None if family == "none" else detect_family(header.shapes())
+    except UnknownFamilyError as e:
+        raise UnknownFamilyError(f"{src}: {e}. To quantize it anyway, skip detection and presets with --family none "
+                                 "(family='none'), listing the layers to keep with --ignore") from None
     shapes = {k: (i.shape, i.torch_dtype) for k, i in header.tensors.items()}
     layers, report = plan_state_dict(shapes, scheme, detected, preset, ignore, min_features)
     report.bytes_before = sum(i.nbytes for i in header.tensors.values())

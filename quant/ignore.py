@@ -6,7 +6,9 @@ names (``blocks.0.self_attn.q``), matched case-sensitively. Pattern kinds:
 
 ``re:<regex>``
     ``re.search`` on the full layer name (``re:^blocks\\.(0|39)\\.``). A ``re:`` entry runs to the end of its
-    line, so a regex may contain commas. An invalid regex raises ``ValueError`` naming the pattern.
+    line, so a regex may contain commas. An invalid regex raises ``ValueError`` naming the pattern, and so does
+    one whose matching time could explode (nested or overlapping repeats, see ``quant.regex_guard``); regexes
+    are matched only against names of at most ``MAX_NAME`` characters.
 glob (contains ``*``, ``?`` or ``[``)
     ``fnmatch`` on the full name, or on any dotted ancestor of it: ``blocks.*.ffn.*`` and ``*proj_out*``
     match as usual, and ``transformer_blocks.*.norm1`` also covers ``transformer_blocks.3.norm1.linear``.
@@ -24,7 +26,11 @@ import fnmatch
 import re
 from collections.abc import Iterable
 
+from .regex_guard import check_regex
+
 REGEX_PREFIX = "re:"
+MAX_PATTERNS = 1000
+MAX_NAME = 512
 _GLOB_CHARS = frozenset("*?[")
 
 __all__ = ["REGEX_PREFIX", "IgnoreMatcher", "parse_ignore"]
@@ -60,6 +66,10 @@ def parse_ignore(spec: str | Iterable[str] | None) -> list[str]:
     return list(seen)
 
 
+def _short(pattern: str) -> str:
+    return repr(pattern) if len(pattern) <= 80 else repr(pattern[:77] + "...")
+
+
 class _Rule:
     """One compiled pattern."""
 
@@ -69,9 +79,12 @@ class _Rule:
         if pattern.startswith(REGEX_PREFIX):
             self.kind = "regex"
             try:
+                check_regex(pattern[len(REGEX_PREFIX) :])
                 self.regex = re.compile(pattern[len(REGEX_PREFIX) :])
             except re.error as e:
                 raise ValueError(f"invalid regex in ignore pattern {pattern!r}: {e}") from e
+            except (ValueError, RecursionError) as e:
+                raise ValueError(f"ignore pattern {_short(pattern)} refused: {e}") from e
         elif _GLOB_CHARS.intersection(pattern):
             self.kind = "glob"
         elif "." not in pattern:
@@ -82,6 +95,9 @@ class _Rule:
     def match(self, name: str) -> bool:
         if self.kind == "regex":
             assert self.regex is not None
+            if len(name) > MAX_NAME:
+                raise ValueError(f"layer name of {len(name)} characters ({name[:40]!r}...) is too long to match "
+                                 f"against {_short(self.pattern)}; at most {MAX_NAME}")
             return self.regex.search(name) is not None
         if self.kind == "word":
             return self.pattern in name.split(".")
@@ -96,6 +112,8 @@ class IgnoreMatcher:
 
     def __init__(self, patterns: str | Iterable[str] | None = None) -> None:
         self.patterns: tuple[str, ...] = tuple(parse_ignore(patterns))
+        if len(self.patterns) > MAX_PATTERNS:
+            raise ValueError(f"{len(self.patterns)} ignore patterns; at most {MAX_PATTERNS} are allowed")
         self._rules = [_Rule(p) for p in self.patterns]
 
     def match(self, name: str) -> str | None:

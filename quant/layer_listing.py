@@ -14,12 +14,15 @@ import re
 from collections.abc import Callable
 
 from .families import PRESETS, UnknownFamilyError, detect_family, preset_ignore, preset_weight_only
-from .formats.safetensors_io import CheckpointError, read_header
+from .formats.safetensors_io import CheckpointError, Header, read_header
 from .ignore import IgnoreMatcher
 
 # Folders the route may read from (ComfyUI folder_paths names).
 ALLOWED_FOLDERS = ("diffusion_models", "unet", "checkpoints", "vae", "text_encoders", "clip")
 _BLOCK = re.compile(r"^(.*?\.\d+)\.")
+# What one request may cost: real DiT headers are well under 1 MB (Wan 14B: ~0.2 MB).
+MAX_ROUTE_HEADER = 16 * 1024 * 1024
+MAX_IGNORED_TEXT = 64 * 1024
 
 
 class LayerListingError(ValueError):
@@ -51,10 +54,17 @@ def block_of(name: str) -> str:
     return m.group(1) if m else name.split(".", 1)[0]
 
 
-def list_layers(path: str, ignored: str = "") -> dict:
-    """Family, presets and layers of the safetensors file at ``path`` (header only)."""
+def list_layers(path: str, ignored: str = "", max_header: int = MAX_ROUTE_HEADER) -> dict:
+    """Family, presets and layers of the safetensors file at ``path`` (header only, at most ``max_header`` bytes;
+    the ``ignored`` text is checked first, its regexes by ``quant.regex_guard``)."""
+    if len(ignored) > MAX_IGNORED_TEXT:
+        raise LayerListingError(f"ignored_layers: {len(ignored)} characters; at most {MAX_IGNORED_TEXT}", status=413)
     try:
-        header = read_header(path)
+        current = IgnoreMatcher(ignored)
+    except ValueError as e:
+        raise LayerListingError(f"ignored_layers: {e}") from None
+    try:
+        header = read_header(path, max_header=max_header)
     except CheckpointError as e:
         raise LayerListingError(str(e).replace(path, os.path.basename(path)), status=422) from None
     shapes = header.shapes()
@@ -72,9 +82,18 @@ def list_layers(path: str, ignored: str = "") -> dict:
     matchers = {p: IgnoreMatcher(patterns) for p, patterns in presets.items()}
     wo_matchers = {p: IgnoreMatcher(patterns) for p, patterns in weight_only.items()}
     try:
-        current = IgnoreMatcher(ignored)
-    except ValueError as e:
-        raise LayerListingError(f"ignored_layers: {e}") from None
+        layers = _rows(header, prefix, matchers, wo_matchers, current)
+    except ValueError as e:  # a layer name too long for a regex
+        raise LayerListingError(f"ignored_layers: {e}", status=422) from None
+    layers.sort(key=lambda r: _natural(r["name"]))
+    return {"file": os.path.basename(path), "family": detected.describe() if detected else None,
+            "family_id": detected.family if detected else None, "prefix": prefix, "presets": presets,
+            "weight_only_presets": weight_only,
+            "unused_patterns": current.unused(r["name"] for r in layers), "layers": layers}
+
+
+def _rows(header: Header, prefix: str, matchers: dict[str, IgnoreMatcher], wo_matchers: dict[str, IgnoreMatcher],
+          current: IgnoreMatcher) -> list[dict]:
     layers = []
     for key, info in header.tensors.items():
         if not key.endswith(".weight") or len(info.shape) < 2:
@@ -89,11 +108,7 @@ def list_layers(path: str, ignored: str = "") -> dict:
             "weight_only": {p: hit for p, m in wo_matchers.items() if (hit := m.match(short))},
             "ignored_by": current.match(short),
         })
-    layers.sort(key=lambda r: _natural(r["name"]))
-    return {"file": os.path.basename(path), "family": detected.describe() if detected else None,
-            "family_id": detected.family if detected else None, "prefix": prefix, "presets": presets,
-            "weight_only_presets": weight_only,
-            "unused_patterns": current.unused(r["name"] for r in layers), "layers": layers}
+    return layers
 
 
 def _natural(name: str) -> list:

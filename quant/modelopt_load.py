@@ -9,7 +9,7 @@ import fnmatch
 import os
 from dataclasses import dataclass, field
 
-from .families import detect_family
+from .families import UnknownFamilyError, detect_family
 from .formats.checkpoint import QuantizedCheckpoint
 from .formats.modelopt import ModelOptExport, read_modelopt
 from .modelopt_keys import to_comfyui_names
@@ -54,7 +54,10 @@ def load_export(path: str | os.PathLike, component: str = "transformer", compute
     """Read + map an export; ``KeyMapError`` / ``CheckpointError`` / ``UnknownFamilyError`` name the problem."""
     export = read_modelopt(path, component)
     src = export.checkpoint
-    detected = detect_family({k: tuple(v.shape) for k, v in src.tensors.items()})
+    try:
+        detected = detect_family({k: tuple(v.shape) for k, v in src.tensors.items()})
+    except UnknownFamilyError as e:
+        raise UnknownFamilyError(f"{path}: {e}") from None
     notes = list(export.notes)
     if detected.naming == "diffusers":
         ckpt, map_notes = to_comfyui_names(src, detected.family)

@@ -1,8 +1,8 @@
 """Safetensors at the byte level: read a header without the data, and write a file tensor by tensor.
 
 ``SafetensorsWriter`` writes the header first from a plan of (name, dtype, shape), then streams each tensor's
-bytes in order, so a converter holds one tensor at a time. Output goes to a temporary file in the target folder
-that is renamed into place only when complete: an interrupted or failed write leaves no partial file.
+bytes in order, so a converter holds one tensor at a time. Output goes through ``atomic_write.atomic_output``:
+a temporary file in the target folder renamed into place only when complete.
 """
 
 from __future__ import annotations
@@ -10,13 +10,22 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 import torch
+
+from .atomic_write import OutputWriteError, atomic_output
+from .errors import CheckpointError
+from .safetensors_header import (
+    MAX_HEADER,
+    check_entry,
+    check_header_length,
+    check_layout,
+    check_metadata,
+    parse_header_json,
+)
 
 DTYPE_TO_ST: dict[torch.dtype, str] = {
     torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -24,11 +33,9 @@ DTYPE_TO_ST: dict[torch.dtype, str] = {
     torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
 }
 ST_TO_DTYPE = {v: k for k, v in DTYPE_TO_ST.items()}
-_MAX_HEADER = 100 * 1024 * 1024
 
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be read or does not hold what it should; the message names the file and key."""
+__all__ = ["DTYPE_TO_ST", "ST_TO_DTYPE", "CheckpointError", "Header", "OutputWriteError", "SafetensorsWriter",
+           "TensorInfo", "atomic_output", "read_header", "read_tensor", "save_tensors", "tensor_to_bytes"]
 
 
 @dataclass(frozen=True)
@@ -57,8 +64,11 @@ class Header:
         return {k: v.shape for k, v in self.tensors.items()}
 
 
-def read_header(path: str | os.PathLike) -> Header:
-    """Parse a safetensors header (no tensor data is read) and check the file is complete."""
+def read_header(path: str | os.PathLike, max_header: int = MAX_HEADER) -> Header:
+    """Parse and validate a safetensors header (no tensor data is read); see ``safetensors_header``.
+
+    ``max_header`` lowers the header size accepted (the route's per-request bound); every failure is a
+    ``CheckpointError`` naming the file and key."""
     path = str(path)
     try:
         size = os.path.getsize(path)
@@ -67,24 +77,22 @@ def read_header(path: str | os.PathLike) -> Header:
             if len(raw) < 8:
                 raise CheckpointError(f"{path}: not a safetensors file (only {size} bytes)")
             (n,) = struct.unpack("<Q", raw)
-            if n > min(_MAX_HEADER, size - 8):
-                raise CheckpointError(f"{path}: not a safetensors file or truncated (header length {n}, "
-                                      f"file size {size})")
-            header = json.loads(f.read(n))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: cannot read safetensors header: {e}") from e
-    metadata = header.pop("__metadata__", None) or {}
-    tensors: dict[str, TensorInfo] = {}
+            if max_header < n <= MAX_HEADER:
+                raise CheckpointError(f"{path}: safetensors header of {n} bytes exceeds the {max_header}-byte "
+                                      "limit here")
+            check_header_length(path, n, size)
+            blob = f.read(n)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read safetensors header: {e.strerror or e}") from e
+    if len(blob) != n:
+        raise CheckpointError(f"{path}: truncated while reading the header")
+    header = parse_header_json(path, blob)
+    metadata = check_metadata(path, header.pop("__metadata__", None))
     data_len = size - 8 - n
+    tensors: dict[str, TensorInfo] = {}
     for key, entry in header.items():
-        try:
-            info = TensorInfo(entry["dtype"], tuple(entry["shape"]), tuple(entry["data_offsets"]))
-        except (KeyError, TypeError) as e:
-            raise CheckpointError(f"{path}: malformed header entry for key {key!r}") from e
-        if info.offsets[1] > data_len:
-            raise CheckpointError(f"{path}: truncated: tensor {key!r} ends at byte {info.offsets[1]} of the data "
-                                  f"section but the file holds only {data_len} data bytes")
-        tensors[key] = info
+        tensors[key] = TensorInfo(*check_entry(path, key, entry, data_len))
+    check_layout(path, {k: v.offsets for k, v in tensors.items()}, data_len)
     return Header(path, tensors, dict(metadata), 8 + n)
 
 
@@ -92,23 +100,6 @@ def tensor_to_bytes(t: torch.Tensor) -> memoryview:
     """Raw little-endian bytes of a tensor of any dtype (fp8 and bf16 included)."""
     flat = t.detach().to("cpu").contiguous().reshape(-1)
     return memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else memoryview(b"")
-
-
-@contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """Open a temporary file beside ``path``; rename it to ``path`` on success, delete it on any error."""
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.partial")
-    try:
-        with open(tmp, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class SafetensorsWriter:

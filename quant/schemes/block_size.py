@@ -23,7 +23,10 @@ def parse_block_size(value: str | Sequence[int] | None) -> tuple[int, int]:
         except ValueError:
             raise ValueError(f"block size {value!r}: expected 'BNxBK' such as '128x128'") from None
     else:
-        dims = [int(v) for v in value]
+        try:
+            dims = [int(v) for v in value]
+        except (TypeError, ValueError):
+            raise ValueError(f"block size {value!r}: expected two integers such as [128, 128]") from None
     if len(dims) == 1:
         dims = dims * 2
     if len(dims) != 2:
