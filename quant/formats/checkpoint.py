@@ -13,8 +13,6 @@ import torch
 
 from ..schemes import Scheme
 
-FORMATS = ("comfy_quant", "dit_quant", "scaled_fp8", "plain")
-
 
 @dataclass
 class QuantizedCheckpoint:

@@ -50,11 +50,14 @@ def scale_from_disk(config: dict[str, Any], scale: torch.Tensor, out_features: i
 
 
 def encode_config(config: dict[str, Any]) -> torch.Tensor:
+    """A marker: the JSON of ``config`` as a 1-D uint8 tensor (how ComfyUI stores ``comfy_quant``; used for every
+    per-layer JSON tensor the pack writes)."""
     return torch.tensor(list(json.dumps(config).encode("utf-8")), dtype=torch.uint8)
 
 
-def decode_config(t: torch.Tensor) -> dict[str, Any]:
-    return json.loads(bytes(t.to(torch.uint8).tolist()).decode("utf-8"))
+def decode_config(t: torch.Tensor) -> Any:
+    """The JSON value in a uint8 marker tensor (any device); ValueError if it is not UTF-8 JSON."""
+    return json.loads(bytes(t.detach().to("cpu", torch.uint8).tolist()).decode("utf-8"))
 
 
 def scheme_from_native(config: dict[str, Any], path: str, layer: str) -> Scheme:

@@ -9,7 +9,6 @@ saved natively.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import torch
@@ -34,24 +33,16 @@ class LayerTensors:
     input_scale: torch.Tensor | None = None
 
 
-def encode_json(obj: dict) -> torch.Tensor:
-    return torch.tensor(list(json.dumps(obj, separators=(",", ":")).encode("utf-8")), dtype=torch.uint8)
-
-
-def decode_json(t: torch.Tensor) -> dict:
-    return json.loads(bytes(t.detach().to("cpu", torch.uint8).tolist()).decode("utf-8"))
-
-
 def encode_layer(layer: LayerTensors) -> dict[str, torch.Tensor]:
     """Suffix → tensor entries (``weight``, ``weight_scale``, ``input_scale``?, marker) for one layer."""
     out = {"weight": layer.weight}
     native = comfy_native.native_config(layer.scheme, tuple(layer.weight_scale.shape))
     if native is not None:
         out["weight_scale"] = comfy_native.scale_to_disk(native, layer.weight_scale)
-        out[NATIVE_MARKER] = encode_json(native)
+        out[NATIVE_MARKER] = comfy_native.encode_config(native)
     else:
         out["weight_scale"] = layer.weight_scale
-        out[PACK_MARKER] = encode_json(layer.scheme.config())
+        out[PACK_MARKER] = comfy_native.encode_config(layer.scheme.config())
     if layer.input_scale is not None:
         out["input_scale"] = layer.input_scale
     return out
@@ -61,9 +52,9 @@ def decode_layer(parts: dict[str, torch.Tensor], name: str = "") -> LayerTensors
     """The inverse of ``encode_layer`` (None when ``parts`` has no marker: a plain layer)."""
     weight, scale = parts.get("weight"), parts.get("weight_scale")
     if PACK_MARKER in parts:
-        scheme = from_config(decode_json(parts[PACK_MARKER]))
+        scheme = from_config(comfy_native.decode_config(parts[PACK_MARKER]))
     elif NATIVE_MARKER in parts:
-        cfg = decode_json(parts[NATIVE_MARKER])
+        cfg = comfy_native.decode_config(parts[NATIVE_MARKER])
         scheme = comfy_native.scheme_from_native(cfg, "state dict", name)
         if scale is not None and weight is not None:
             scale = comfy_native.scale_from_disk(cfg, scale, weight.shape[0])

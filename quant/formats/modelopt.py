@@ -34,7 +34,6 @@ log = logging.getLogger("comfyui_dit_quant")
 
 PB_BLOCK = (128, 128)
 FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
-SCALE_PARTS = ("weight_scale", "input_scale")
 UNSUPPORTED_MARKERS = ("weight_scale_2", "pre_quant_scale")  # NVFP4 / AWQ tensors
 
 
