@@ -11,7 +11,7 @@ WEB_DIRECTORY = "./web"
 __version__ = "0.1.0"
 
 
-async def comfy_entrypoint():  # noqa: ANN201 - returns comfy_api.latest.ComfyExtension
+async def comfy_entrypoint():  # returns comfy_api.latest.ComfyExtension
     """V3 entry point called by ComfyUI's loader."""
     from .nodes.extension import DiTQuantExtension
     from .nodes.routes import register_routes

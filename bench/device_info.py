@@ -16,11 +16,11 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SCHEMES, WAN_SHAPES, environment, save  # noqa: E402
+from common import SCHEMES, WAN_SHAPES, environment, save
 
-from comfyui_dit_quant.kernels.detect import detect_caps  # noqa: E402
-from comfyui_dit_quant.kernels.table import REQUESTS, choose  # noqa: E402
-from comfyui_dit_quant.quant.schemes import get_scheme  # noqa: E402
+from comfyui_dit_quant.kernels.detect import detect_caps
+from comfyui_dit_quant.kernels.table import REQUESTS, choose
+from comfyui_dit_quant.quant.schemes import get_scheme
 
 
 def choices(device: torch.device) -> list[dict[str, Any]]:

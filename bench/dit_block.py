@@ -21,10 +21,10 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SCHEMES, bench, environment, rel_error, save, write  # noqa: E402
+from common import SCHEMES, bench, environment, rel_error, save, write
 
-from comfyui_dit_quant.quant.model import quantize_model  # noqa: E402
-from comfyui_dit_quant.quant.schemes import get_scheme  # noqa: E402
+from comfyui_dit_quant.quant.model import quantize_model
+from comfyui_dit_quant.quant.schemes import get_scheme
 
 COLUMNS = ["tokens", "scheme", "backends", "ms", "speedup", "rel_err", "error"]
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
                 t = bench(lambda i, qb=qblock: qb(*inputs), device, warmup=args.warmup, iters=args.iters)
                 row = {"tokens": tokens, "scheme": label, "backends": used, "ms": t, "speedup": t_bf16 / t,
                        "rel_err": err}
-            except Exception as e:  # noqa: BLE001 - a benchmark records what failed and goes on
+            except Exception as e:  # a benchmark records what failed and goes on
                 row = {"tokens": tokens, "scheme": label, "error": f"{type(e).__name__}: {e}"[:300]}
             rows.append(row)
             print(f"{label}: {row.get('ms', row.get('error'))} ({time.monotonic() - start:.0f} s elapsed)", flush=True)

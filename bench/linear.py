@@ -31,13 +31,13 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SCHEMES, WAN_SHAPES, bench, environment, rel_error, save, write  # noqa: E402
+from common import SCHEMES, WAN_SHAPES, bench, environment, rel_error, save, write
 
-from comfyui_dit_quant.kernels.detect import detect_caps  # noqa: E402
-from comfyui_dit_quant.kernels.dispatch import backend_for  # noqa: E402
-from comfyui_dit_quant.kernels.select import run_named  # noqa: E402
-from comfyui_dit_quant.kernels.table import candidates  # noqa: E402
-from comfyui_dit_quant.quant.schemes import get_scheme  # noqa: E402
+from comfyui_dit_quant.kernels.detect import detect_caps
+from comfyui_dit_quant.kernels.dispatch import backend_for
+from comfyui_dit_quant.kernels.select import run_named
+from comfyui_dit_quant.kernels.table import candidates
+from comfyui_dit_quant.quant.schemes import get_scheme
 
 ROTATE = 3
 # Every implementation of each scheme (CUDA): timed whether or not the policy would pick it on this device.
@@ -87,7 +87,7 @@ def run_shape(m: int, k: int, n: int, device: torch.device, iters: int, warmup: 
         try:
             err = rel_error(fn(0), ref)  # the first call also compiles (Triton JIT): not timed
             t = bench(fn, device, warmup=warmup, iters=iters)
-        except Exception as e:  # noqa: BLE001 - a benchmark records what failed and goes on
+        except Exception as e:  # a benchmark records what failed and goes on
             rows.append({**base, "scheme": scheme, "backend": backend, **info,
                          "error": f"{type(e).__name__}: {e}"[:300]})
             return

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"error: {target or args.command}: interrupted; no output file left", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - the CLI's last line of defence: one line, never a traceback
+    except Exception as e:  # the CLI's last line of defence: one line, never a traceback
         if args.verbose:
             traceback.print_exc()
         print(error_line(e, target), file=sys.stderr)

@@ -144,7 +144,7 @@ def _tune(key: str, m: int, cands: list[GemmConfig], run: Run, timer: Timer) -> 
     for i, cfg in enumerate(cands):
         try:
             ms = timer(lambda cfg=cfg: run(cfg))
-        except Exception as e:  # noqa: BLE001 - a candidate that does not compile / fit is skipped
+        except Exception as e:  # a candidate that does not compile / fit is skipped
             log.debug("tuning %s: %s failed: %s: %s", key, describe(cfg), type(e).__name__, e)
             first_error = first_error or e
             continue

@@ -17,8 +17,8 @@ if os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("runs in the TRITON_INTERPRET=1 subprocess of test_kernels_triton.py", allow_module_level=True)
 pytest.importorskip("triton")
 
-import torch  # noqa: E402
-from kernel_cases import (  # noqa: E402
+import torch
+from kernel_cases import (
     ACT_KINDS,
     DTYPES,
     END_TO_END,

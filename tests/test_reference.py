@@ -137,7 +137,7 @@ def test_block_amax_single_ragged_block() -> None:
     lambda x: ref.quant_fp8_per_group(x, 32),
     ref.quant_int8_per_token,
 ])
-def test_all_zero_input(fn) -> None:  # noqa: ANN001
+def test_all_zero_input(fn) -> None:
     x = torch.zeros(4, 64)
     q, s = fn(x)
     assert torch.isfinite(s).all() and (s > 0).all()

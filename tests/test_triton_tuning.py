@@ -379,7 +379,7 @@ def test_launch_uses_the_selected_config_last(monkeypatch: pytest.MonkeyPatch) -
     cands = tt.candidates(M, 320, 256, None, False, True)
     seen: list[tuple] = []
 
-    def fake_select(device, m, n, k, group_n, group_k, weight_only, int8, run):  # noqa: ANN001, ANN202
+    def fake_select(device, m, n, k, group_n, group_k, weight_only, int8, run):
         seen.append((device.type, m, n, k, group_n, group_k, weight_only, int8))
         for c in cands:  # timing runs every candidate, the winner in the middle
             run(c)

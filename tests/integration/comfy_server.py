@@ -46,7 +46,7 @@ class ComfyServer:
         cfg.write_text(f"dq:\n  base_path: {self.root}\n  diffusion_models: models/diffusion_models\n"
                        "  loras: models/loras\n  custom_nodes: custom_nodes\n"
                        + "".join(f"  {f}: models/{f}\n" for f in self.extra_folders))
-        self.log = open(self.root / "server.log", "w")  # noqa: SIM115 - closed in __exit__
+        self.log = open(self.root / "server.log", "w")  # closed in __exit__
         self.proc = subprocess.Popen(
             [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port), "--disable-auto-launch",
              "--extra-model-paths-config", str(cfg), "--output-directory", str(self.root / "out"),

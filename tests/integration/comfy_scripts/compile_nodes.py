@@ -25,20 +25,20 @@ from comfy_boot import boot, cos, wan_sample
 
 repo, models_dir, case = sys.argv[1:4]
 sys.path.insert(0, os.environ["COMFYUI_PATH"])
-from comfy.cli_args import args  # noqa: E402
+from comfy.cli_args import args
 
 args.use_pytorch_cross_attention = case != "subquad"
 boot(repo)
 
-import folder_paths  # noqa: E402
-import torch  # noqa: E402
-import torch._inductor.compile_fx  # noqa: E402
-from comfy_extras.nodes_torch_compile import TorchCompileModel  # noqa: E402
-from torch._dynamo.utils import counters  # noqa: E402
+import folder_paths
+import torch
+import torch._inductor.compile_fx
+from comfy_extras.nodes_torch_compile import TorchCompileModel
+from torch._dynamo.utils import counters
 
-import comfyui_dit_quant  # noqa: E402
-import nodes  # noqa: E402
-from comfyui_dit_quant.nodes.load_dit import LoadFP8DiT  # noqa: E402
+import comfyui_dit_quant
+import nodes
+from comfyui_dit_quant.nodes.load_dit import LoadFP8DiT
 
 folder_paths.add_model_folder_path("diffusion_models", models_dir, is_default=True)
 folder_paths.add_model_folder_path("loras", models_dir, is_default=True)

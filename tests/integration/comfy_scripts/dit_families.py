@@ -17,17 +17,17 @@ from comfy_boot import boot, cos
 
 boot(sys.argv[1])
 
-import comfy.model_management as mm  # noqa: E402
-import folder_paths  # noqa: E402
-import torch  # noqa: E402
+import comfy.model_management as mm
+import folder_paths
+import torch
 
-import nodes  # noqa: E402
+import nodes
 
 repo, models_dir, out_dir, case = sys.argv[1:5]
-import tiny_models  # noqa: E402
-from comfyui_dit_quant.nodes.load_dit import LoadFP8DiT  # noqa: E402
-from comfyui_dit_quant.nodes.save_dit import SaveQuantizedDiT  # noqa: E402
-from comfyui_dit_quant.quant.formats.safetensors_io import SafetensorsWriter, atomic_output  # noqa: E402
+import tiny_models
+from comfyui_dit_quant.nodes.load_dit import LoadFP8DiT
+from comfyui_dit_quant.nodes.save_dit import SaveQuantizedDiT
+from comfyui_dit_quant.quant.formats.safetensors_io import SafetensorsWriter, atomic_output
 
 folder_paths.add_model_folder_path("diffusion_models", models_dir, is_default=True)
 folder_paths.set_output_directory(out_dir)

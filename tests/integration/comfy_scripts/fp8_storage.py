@@ -20,15 +20,15 @@ from comfy_boot import boot
 
 boot(sys.argv[1])
 
-import comfy.ldm.wan.vae  # noqa: E402
-import comfy.lora  # noqa: E402
-import comfy.sd  # noqa: E402
-import comfy.utils  # noqa: E402
-import torch  # noqa: E402
-from comfy import sd1_clip  # noqa: E402
+import comfy.ldm.wan.vae
+import comfy.lora
+import comfy.sd
+import comfy.utils
+import torch
+from comfy import sd1_clip
 
 repo, case = sys.argv[1:3]
-from comfyui_dit_quant.nodes.fp8_storage import ApplyFP8StorageCLIP, ApplyFP8StorageVAE  # noqa: E402
+from comfyui_dit_quant.nodes.fp8_storage import ApplyFP8StorageCLIP, ApplyFP8StorageVAE
 
 FP8 = torch.float8_e4m3fn
 
@@ -137,8 +137,8 @@ def minilm_clip(model_dir: str, dtype: torch.dtype) -> comfy.sd.CLIP:
 
     class Target:
         params = {}
-        clip = lambda **kw: sd1_clip.SD1ClipModel(clip_name="minilm", clip_model=MiniLM, **kw)  # noqa: E731
-        tokenizer = lambda **kw: sd1_clip.SD1Tokenizer(clip_name="minilm", tokenizer=MiniLMTokenizer, **kw)  # noqa: E731
+        clip = lambda **kw: sd1_clip.SD1ClipModel(clip_name="minilm", clip_model=MiniLM, **kw)
+        tokenizer = lambda **kw: sd1_clip.SD1Tokenizer(clip_name="minilm", tokenizer=MiniLMTokenizer, **kw)
 
     sd = comfy.utils.load_torch_file(os.path.join(model_dir, "model.safetensors"))
     sd = {f"bert.{k}": v for k, v in sd.items() if not k.startswith("pooler.")}

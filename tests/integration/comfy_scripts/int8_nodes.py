@@ -12,14 +12,14 @@ from comfy_boot import boot, cos, wan_sample
 
 boot(sys.argv[1])
 
-import folder_paths  # noqa: E402
-import torch  # noqa: E402
+import folder_paths
+import torch
 
-import nodes  # noqa: E402
+import nodes
 
 repo, models_dir, case = sys.argv[1:4]
-from comfyui_dit_quant.nodes.int8_quantize import Int8NPUQuantize  # noqa: E402
-from comfyui_dit_quant.nodes.load_dit import LoadFP8DiT  # noqa: E402
+from comfyui_dit_quant.nodes.int8_quantize import Int8NPUQuantize
+from comfyui_dit_quant.nodes.load_dit import LoadFP8DiT
 
 folder_paths.add_model_folder_path("diffusion_models", models_dir, is_default=True)
 folder_paths.add_model_folder_path("loras", models_dir, is_default=True)

@@ -16,15 +16,15 @@ from comfy_boot import boot
 
 boot(sys.argv[1])
 
-import folder_paths  # noqa: E402
+import folder_paths
 
-import nodes  # noqa: E402, F401  (ComfyUI's own import order)
+import nodes  # noqa: F401  (ComfyUI's own import order)
 
 repo, models_dir, scheme = sys.argv[1:4]
 sys.path.insert(0, os.path.join(repo, "tests"))
-from conftest import wan_comfy_shapes, write_random_checkpoint  # noqa: E402
+from conftest import wan_comfy_shapes, write_random_checkpoint
 
-from comfyui_dit_quant.nodes.load_dit import LoadFP8DiT  # noqa: E402
+from comfyui_dit_quant.nodes.load_dit import LoadFP8DiT
 
 folder_paths.add_model_folder_path("diffusion_models", models_dir, is_default=True)
 SHAPES = wan_comfy_shapes(dim=1024, ffn=4096, layers=12, text_dim=4096, freq_dim=256)

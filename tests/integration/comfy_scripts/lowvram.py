@@ -36,16 +36,16 @@ from comfy_boot import boot, cos, wan_sample
 
 boot(sys.argv[1])
 
-import comfy.model_management as mm  # noqa: E402
-import folder_paths  # noqa: E402
-import torch  # noqa: E402
-from comfy.model_patcher import LowVramPatch  # noqa: E402
+import comfy.model_management as mm
+import folder_paths
+import torch
+from comfy.model_patcher import LowVramPatch
 
-import nodes  # noqa: E402
+import nodes
 
 repo, models_dir, lora_name, fraction = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-from comfyui_dit_quant.nodes.load_dit import LoadFP8DiT  # noqa: E402
-from comfyui_dit_quant.nodes.ops import QuantLinearOp  # noqa: E402
+from comfyui_dit_quant.nodes.load_dit import LoadFP8DiT
+from comfyui_dit_quant.nodes.ops import QuantLinearOp
 
 folder_paths.add_model_folder_path("diffusion_models", models_dir, is_default=True)
 folder_paths.add_model_folder_path("loras", models_dir, is_default=True)

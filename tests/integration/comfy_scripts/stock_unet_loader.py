@@ -9,15 +9,15 @@ import os
 import sys
 
 sys.path.insert(0, os.environ["COMFYUI_PATH"])
-from comfy.cli_args import args  # noqa: E402
+from comfy.cli_args import args
 
 args.cpu = True
 
-import folder_paths  # noqa: E402
-import torch  # noqa: E402
+import folder_paths
+import torch
 
-import nodes  # noqa: E402
-from comfy.quant_ops import QuantizedTensor  # noqa: E402
+import nodes
+from comfy.quant_ops import QuantizedTensor
 
 models_dir, ref_name, names = sys.argv[1], sys.argv[2], sys.argv[3:]
 folder_paths.add_model_folder_path("diffusion_models", models_dir, is_default=True)
