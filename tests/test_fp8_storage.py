@@ -1,4 +1,4 @@
-"""FP8 weight storage for whole modules (quant/storage.py), without ComfyUI: ComfyUI's layer protocol is
+"""FP8 weight storage for whole modules (quant/storage/), without ComfyUI: ComfyUI's layer protocol is
 imitated by small duck-typed ops (``comfy_cast_weights``, ``forward_comfy_cast_weights``, ``weight_function``)."""
 
 from __future__ import annotations
