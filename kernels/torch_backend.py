@@ -4,6 +4,9 @@ the reference elsewhere: ``act_quant``) and calls a GEMM primitive (``torch_gemm
 
 from __future__ import annotations
 
+from functools import cache
+from importlib import import_module
+
 import torch
 import torch.nn.functional as F
 
@@ -11,7 +14,7 @@ from . import act_quant
 from . import reference as ref
 from .caps import DeviceCaps
 from .kernel import Block, Kernel
-from .torch_gemm import HALF, blockwise_gemm, int_gemm, scaled_gemm
+from .torch_gemm import HALF, blockwise_gemm, int_acc, int_gemm, scaled_gemm
 
 CUBLAS_BLOCK = (128, 128)
 # cuBLASLt blockwise layout: the weight-scale grid's leading dimension (K/128 blocks) must be a multiple of 4 and M
@@ -61,6 +64,19 @@ def int_mm(x2: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, b
     return int_gemm(x_q, weight, x_s, weight_scale, bias, out_dtype)
 
 
+@cache
+def _triton_epilogue():
+    return import_module(f"{__package__}.triton_epilogue")  # Triton is imported only where this kernel runs
+
+
+def int_mm_fused_epilogue(x2: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor,
+                          bias: torch.Tensor | None, input_scale: torch.Tensor | None, block: Block,
+                          out_dtype: torch.dtype) -> torch.Tensor:
+    """``_int_mm``, then scales, bias and the output cast in one Triton pass (``triton_epilogue``)."""
+    x_q, x_s = act_quant.int8_per_token(x2)
+    return _triton_epilogue().int8_epilogue(int_acc(x_q, weight), x_s, weight_scale, bias, out_dtype)
+
+
 def dequant_mm(x2: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None,
                input_scale: torch.Tensor | None, block: Block, out_dtype: torch.dtype) -> torch.Tensor:
     """Weight dequantized to the activation dtype (one temporary [N, K]), then a plain ``F.linear``."""
@@ -96,6 +112,12 @@ def _cublas_blockwise(caps: DeviceCaps, n: int, k: int, block: Block) -> str | N
     return None
 
 
+def _int_mm_with_triton(caps: DeviceCaps, n: int, k: int, block: Block) -> str | None:
+    if not caps.int_mm:
+        return f"no torch._int_mm on {caps.describe()}"
+    return None if caps.triton else "no Triton for the fused epilogue"
+
+
 def _no_fp8_cores(caps: DeviceCaps, n: int, k: int, block: Block) -> str | None:
     return None if not caps.fp8_tensor_cores else "the device has FP8 tensor cores"
 
@@ -107,6 +129,7 @@ KERNELS = (
     Kernel("scaled_mm_rowwise", "torch", ("fp8_channel",), TORCH_DEVICES, scaled_mm_rowwise_bf16_out,
            _needs("scaled_mm_rowwise", "rowwise torch._scaled_mm")),
     Kernel("scaled_mm_blockwise", "torch", ("fp8_block",), TORCH_DEVICES, scaled_mm_blockwise, _cublas_blockwise),
+    Kernel("int_mm", "torch", ("int8",), ("cuda",), int_mm_fused_epilogue, _int_mm_with_triton),
     Kernel("int_mm", "torch", ("int8",), TORCH_DEVICES, int_mm, _needs("int_mm", "torch._int_mm")),
 )
 # after the Triton kernels: dequantize + bf16 GEMM, for weight-only and for FP8 schemes without FP8 tensor cores

@@ -40,12 +40,17 @@ def blockwise_gemm(x_q: torch.Tensor, weight: torch.Tensor, x_s: torch.Tensor, w
     return out if bias is None and out_dtype == torch.bfloat16 else _epilogue(out, bias, out_dtype)
 
 
-def int_gemm(x_q: torch.Tensor, weight: torch.Tensor, x_s: torch.Tensor, w_s: torch.Tensor,
-             bias: torch.Tensor | None, out_dtype: torch.dtype) -> torch.Tensor:
-    """int32 ``_int_mm``, then per-token x per-channel scales and bias in float32."""
+def int_acc(x_q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """int32 ``x_q @ weight.T`` by ``torch._int_mm`` (M below its minimum zero-padded: exact)."""
     m = x_q.shape[0]
     if m < INT_MM_MIN_M:
         x_q = F.pad(x_q, (0, 0, 0, INT_MM_MIN_M - m))
-    acc = torch._int_mm(x_q, weight.t())[:m]
+    return torch._int_mm(x_q, weight.t())[:m]
+
+
+def int_gemm(x_q: torch.Tensor, weight: torch.Tensor, x_s: torch.Tensor, w_s: torch.Tensor,
+             bias: torch.Tensor | None, out_dtype: torch.dtype) -> torch.Tensor:
+    """int32 ``_int_mm``, then per-token x per-channel scales and bias in float32."""
+    acc = int_acc(x_q, weight)
     out = acc.float().mul_(x_s.float()).mul_(w_s.float().reshape(1, -1))  # one fp32 M x N, scaled in place
     return _epilogue(out, bias, out_dtype)

@@ -83,3 +83,22 @@ def test_weight_only_gemm_decoding_e4m3_bits(m: int, dtype: torch.dtype, granula
 @pytest.mark.parametrize(("backend", "scheme", "block"), END_TO_END)
 def test_triton_backend_end_to_end(backend: str, scheme: str, block: tuple[int, int] | None) -> None:
     check_backend_end_to_end(backend, scheme, block, m=17, n=N, k=K)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("bias", [False, True])
+def test_int8_epilogue_matches_the_torch_epilogue(dtype: torch.dtype, bias: bool) -> None:
+    from comfyui_dit_quant.kernels import torch_gemm
+    from comfyui_dit_quant.kernels.triton_epilogue import int8_epilogue
+
+    gen = torch.Generator().manual_seed(0)
+    m, n, k = 37, 200, 64
+    x_q = torch.randint(-127, 128, (m, k), generator=gen, dtype=torch.int8)
+    w_q = torch.randint(-127, 128, (n, k), generator=gen, dtype=torch.int8)
+    x_s, w_s = torch.rand(m, 1, generator=gen) / 100, torch.rand(n, generator=gen) / 100
+    b = torch.randn(n, generator=gen).to(dtype) if bias else None
+    expected = torch_gemm.int_gemm(x_q, w_q, x_s, w_s, b, dtype)
+    out = int8_epilogue(torch_gemm.int_acc(x_q, w_q), x_s, w_s, b, dtype)
+    assert out.dtype == dtype and out.shape == (m, n)
+    err = ((out.float() - expected.float()).abs().max() / expected.float().abs().max()).item()
+    assert err < 1e-2 if dtype != torch.float32 else err < 1e-6, err
