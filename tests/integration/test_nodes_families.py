@@ -60,7 +60,7 @@ def test_each_scheme_through_ksampler_matches_stock_bf16(res: dict, family: str)
         activations = scheme in ("fp8 per-tensor", "fp8 per-token x channel", "fp8 block")
         assert ("for the preset's modulation layers" in r["summary"]) == (activations and MODULATION[family] > 0)
     if "auto" in runs:
-        assert "fp8 weight-only per-channel (auto: cpu: halves weight memory" in runs["auto"]["summary"]
+        assert "fp8 weight-only (per-channel) (auto: cpu: halves weight memory" in runs["auto"]["summary"]
 
 
 def test_hunyuan_tencent_names_keep_markers_on_the_right_layers(res: dict) -> None:
