@@ -31,6 +31,9 @@ SCRIPT = BROWSER_DIR / "ui_check.mjs"
 WORKFLOWS = sorted(OUT_DIR.glob("*.json"))
 PICKER_WORKFLOW = OUT_DIR / "Wan 2.2 14B Text to Video - FP8 at load, Lightning LoRA switch.json"
 CHECKPOINT = "tiny_wan.safetensors"
+# the node run for the summary: a checkpoint ComfyUI can build a model from (heads of 128: dim 256)
+RUN_CHECKPOINT = "tiny_wan_run.safetensors"
+RUN_SHAPES = {"dim": 256, "ffn": 512, "layers": 2, "text_dim": 4096, "freq_dim": 256}
 PICK, GROUP = "blocks.1.ffn.0", "blocks.0"  # one checkbox, one block's group checkbox (on top of preset default)
 
 
@@ -68,6 +71,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> dict:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(b"")
     write_random_checkpoint(root / "models" / "diffusion_models" / CHECKPOINT, wan_comfy_shapes())
+    write_random_checkpoint(root / "models" / "diffusion_models" / RUN_CHECKPOINT, wan_comfy_shapes(**RUN_SHAPES))
     # a fresh user: skip the first-run templates browser that would cover the canvas
     settings = root / "user" / "default" / "comfy.settings.json"
     settings.parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +80,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> dict:
     with WebServer(root) as srv:
         proc = subprocess.run(
             [node, str(SCRIPT), "--url", srv.url, "--out", str(out), "--chromium", chromium,
-             "--checkpoint", CHECKPOINT, "--picker-workflow", str(PICKER_WORKFLOW), "--pick", PICK, "--group", GROUP,
+             "--checkpoint", CHECKPOINT, "--run-checkpoint", RUN_CHECKPOINT, "--picker-workflow", str(PICKER_WORKFLOW), "--pick", PICK, "--group", GROUP,
              *map(str, WORKFLOWS)],
             cwd=BROWSER_DIR, capture_output=True, text=True, timeout=600)
     report_file = out / "report.json"
