@@ -24,7 +24,7 @@ from comfy_env import comfyui
 from comfy_server import REPO, ComfyServer
 from conftest import wan_comfy_shapes, write_random_checkpoint
 from workflow_graph import used_files
-from workflow_specs import OUT_DIR, SNAPSHOT
+from workflow_specs import NOTE_ID, OUT_DIR, SNAPSHOT, view_targets
 
 BROWSER_DIR = Path(__file__).parent / "browser"
 SCRIPT = BROWSER_DIR / "ui_check.mjs"
@@ -80,7 +80,8 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> dict:
     with WebServer(root) as srv:
         proc = subprocess.run(
             [node, str(SCRIPT), "--url", srv.url, "--out", str(out), "--chromium", chromium,
-             "--checkpoint", CHECKPOINT, "--run-checkpoint", RUN_CHECKPOINT, "--picker-workflow", str(PICKER_WORKFLOW), "--pick", PICK, "--group", GROUP,
+             "--checkpoint", CHECKPOINT, "--run-checkpoint", RUN_CHECKPOINT,
+             "--picker-workflow", str(PICKER_WORKFLOW), "--pick", PICK, "--group", GROUP,
              *map(str, WORKFLOWS)],
             cwd=BROWSER_DIR, capture_output=True, text=True, timeout=600)
     report_file = out / "report.json"
@@ -112,6 +113,47 @@ def test_example_workflow_loads_without_missing_nodes(ui: dict, path: Path) -> N
     assert res["changed_widgets_values"] == [], res["changed_widgets_values"]
     no_button = [n["type"] for n in res["nodes"] if n["ignored_layers"] and not n["pick_button"]]
     assert no_button == [], f"no 'Pick layers…' button on {no_button}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_example_opens_on_its_note_and_loaders(ui: dict, path: Path) -> None:
+    """As loaded in a 1280x720 window: the saved view applied, text drawn (not the zoomed-out bare boxes), the
+    note and the model loaders that run wholly visible (no point of them outside the window or under the side
+    bar, menu bars or minimap), the note's text without scrolling."""
+    res = ui["workflows"][path.stem]
+    view, wf = res["view"], json.loads(path.read_text())
+    assert view["window"] == [1280, 720], view["window"]
+    assert view["ds"]["scale"] == pytest.approx(wf["extra"]["ds"]["scale"], abs=1e-6), view["ds"]
+    assert view["ds"]["offset"] == pytest.approx(wf["extra"]["ds"]["offset"], abs=0.05), view["ds"]
+    assert not view["low_quality"], view["ds"]
+    seen = {str(n["id"]): n for n in view["nodes"]}
+    must = view_targets(wf["nodes"])[-1]
+    hidden = {n["id"]: (seen[str(n["id"])]["visible"], seen[str(n["id"])]["hidden"]) for n in must
+              if seen[str(n["id"])]["visible"] < 1}
+    assert hidden == {}, hidden
+    note = seen[str(NOTE_ID)]["text"]
+    assert note and note["scroll_height"] <= note["client_height"] + 1, note
+    assert res["screenshot"] in {Path(s).name for s in ui["screenshots"]}
+
+
+def test_node_summary_headline_visible_after_a_run(ui: dict) -> None:
+    """A default-sized Load FP8 DiT node run on the tiny checkpoint: its summary box shows the headline (scheme and
+    layers, weights before -> after, backend) wrapped at the node's width without scrolling, inside the node."""
+    assert ui.get("failure") is None, ui["failure"]
+    s = ui["summary"]
+    head = s["headline"]
+    assert "layers quantized: 20, kept in high precision: 6" in head[0], head
+    assert head[1].startswith("weights: ") and " -> " in head[1], head
+    assert head[2].startswith("backend: "), head
+    assert s["text"].splitlines()[3].startswith("file: "), s["text"]  # details after the headline
+    assert s["scale"] == 1 and s["size"][0] == s["default_size"][0], s  # the node as added, not widened
+    heights = s["headline_heights"]
+    assert heights[0] < heights[1] < heights[2] <= s["client_height"], s  # each line adds rows; all three fit
+    assert s["scroll_top"] == 0 and s["full_height"] > s["client_height"], s  # details below need scrolling
+    x, y, w, h = s["box"]
+    nx, ny, nw, nh = s["node_box"]
+    assert nx <= x and ny <= y and x + w <= nx + nw and y + h <= ny + nh, (s["box"], s["node_box"])
+    assert all(s["on_top"]), s["on_top"]  # nothing drawn over the headline
 
 
 def test_missing_node_check_is_not_vacuous(ui: dict) -> None:
@@ -166,7 +208,8 @@ def test_pick_layers_dialog_writes_the_widget(ui: dict) -> None:
 def test_screenshots_kept_as_artifacts(ui: dict, capsys: pytest.CaptureFixture[str]) -> None:
     shots = [Path(s) for s in ui["screenshots"]]
     names = {s.name for s in shots}
-    assert {"pick_layers_dialog.png", "after_apply.png"} <= names, names
+    assert {"pick_layers_dialog.png", "after_apply.png", "summary_after_run.png", "summary_node.png"} <= names, names
+    assert {ui["workflows"][p.stem]["screenshot"] for p in WORKFLOWS} <= names, names
     for s in shots:
         assert s.stat().st_size > 10_000 and s.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", s
     dest = Path(os.environ.get("DIT_QUANT_ARTIFACTS", REPO / "build" / "test-artifacts")) / "web_ui"

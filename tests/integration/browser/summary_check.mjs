@@ -23,6 +23,8 @@ export async function runLoader(page, checkpoint, timeoutMs = 180000) {
     unet.value = checkpoint;
     unet.callback?.(checkpoint);
     saver.widgets.find((w) => w.name === "filename_prefix").value = "dq_browser/tiny";
+    // a comment line (ignored by the node) makes each run's inputs new: a cached node would not execute again
+    loader.widgets.find((w) => w.name === "ignored_layers").value = `# browser check ${Date.now()}`;
     loader.connect(0, saver, 0);
     app.canvas.ds.scale = 1;
     app.canvas.ds.offset = [0, 0];

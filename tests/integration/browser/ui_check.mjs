@@ -121,10 +121,11 @@ try {
     res.view = await viewState(page); // as loaded: the saved view applied, nothing moved
     res.screenshot = `example_${slug(name)}.png`;
     await shot(page, res.screenshot);
-    // widgets_values must survive a load/serialize round trip (the button widget must not shift them)
-    const original = Object.fromEntries(json.nodes.map((n) => [n.id, n.widgets_values]));
+    // widgets_values must survive a load/serialize round trip (the button widget must not shift them); a node
+    // without widgets may have no widgets_values key in the file, and [] once serialized
+    const original = Object.fromEntries(json.nodes.map((n) => [n.id, n.widgets_values ?? []]));
     res.changed_widgets_values = Object.keys(original).filter((id) => res.nodes.find((n) => String(n.id) === id)
-      && JSON.stringify(res.serialized[id]) !== JSON.stringify(original[id]))
+      && JSON.stringify(res.serialized[id] ?? []) !== JSON.stringify(original[id]))
       .map((id) => ({ id, before: original[id], after: res.serialized[id] }));
     delete res.serialized;
     report.workflows[name] = res;

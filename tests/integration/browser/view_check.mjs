@@ -33,8 +33,11 @@ export function viewState(page) {
           }
         }
       }
+      // a text widget's box (the note's text): whether it shows all its text without scrolling
+      const area = (n.widgets || []).map((w) => w.element).find((e) => e?.tagName === "TEXTAREA");
+      const text = area ? { client_height: area.clientHeight, scroll_height: area.scrollHeight } : null;
       return { id: n.id, type: n.type, title: n.title, box: box.map((v) => Math.round(v)), visible: seen / total,
-        hidden };
+        hidden, text };
     });
     return { ds: { scale, offset: [...offset] }, canvas: [rect.left, rect.top, rect.width, rect.height],
       window: [window.innerWidth, window.innerHeight], low_quality: !!canvas.low_quality, nodes };
