@@ -2,8 +2,10 @@
 
 ``browser/ui_check.mjs`` (playwright-core driving /usr/bin/chromium; no browser download) loads every example
 workflow through the frontend's ``app.loadGraphData``, opens "Pick layers…" on a Load FP8 DiT node pointed at a
-tiny Wan checkpoint in ``diffusion_models``, selects layers and applies, then writes a JSON report and
-screenshots; these tests assert on the report. Setup: ``apt-get install chromium`` and
+tiny Wan checkpoint in ``diffusion_models``, selects layers and applies, runs a fresh Load FP8 DiT node on another
+tiny checkpoint and measures its summary box, then writes a JSON report and screenshots (every example as loaded
+in a 1280x720 window, the dialog, the summary); these tests assert on the report.
+Setup: ``apt-get install chromium`` and
 ``npm ci --prefix tests/integration/browser``. Screenshots are copied to ``$DIT_QUANT_ARTIFACTS/web_ui`` (default
 ``build/test-artifacts/web_ui``, git-ignored) and the path is printed.
 """

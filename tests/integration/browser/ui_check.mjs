@@ -9,7 +9,8 @@
 // Report (DIR/report.json): per workflow, the nodes' types and whether the frontend knows them, the missing-node
 // warnings shown; a negative control (a workflow with an unknown node type, which must be flagged); the "Pick
 // layers…" dialog: layers listed, ignored_layers written by a preset button and checkboxes, the selection seen
-// when the dialog is opened again. Screenshots go to DIR.
+// when the dialog is opened again; per example, where its nodes land once its saved view is applied
+// (view_check.mjs); the summary box of a Load FP8 DiT node after a run (summary_check.mjs). Screenshots go to DIR.
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
