@@ -138,17 +138,8 @@ def test_example_opens_on_its_note_and_loaders(ui: dict, path: Path) -> None:
     assert res["screenshot"] in {Path(s).name for s in ui["screenshots"]}
 
 
-def test_node_summary_headline_visible_after_a_run(ui: dict) -> None:
-    """A default-sized Load FP8 DiT node run on the tiny checkpoint: its summary box shows the headline (scheme and
-    layers, weights before -> after, backend) wrapped at the node's width without scrolling, inside the node."""
-    assert ui.get("failure") is None, ui["failure"]
-    s = ui["summary"]
-    head = s["headline"]
-    assert "layers quantized: 20, kept in high precision: 6" in head[0], head
-    assert head[1].startswith("weights: ") and " -> " in head[1], head
-    assert head[2].startswith("backend: "), head
-    assert s["text"].splitlines()[3].startswith("file: "), s["text"]  # details after the headline
-    assert s["scale"] == 1 and s["size"][0] == s["default_size"][0], s  # the node as added, not widened
+def assert_headline_fits(s: dict) -> None:
+    """The summary box ``s`` (summary_check.mjs) shows its three headline lines without scrolling, in the node."""
     heights = s["headline_heights"]
     assert heights[0] < heights[1] < heights[2] <= s["client_height"], s  # each line adds rows; all three fit
     assert s["scroll_top"] == 0 and s["full_height"] > s["client_height"], s  # details below need scrolling
@@ -156,6 +147,26 @@ def test_node_summary_headline_visible_after_a_run(ui: dict) -> None:
     nx, ny, nw, nh = s["node_box"]
     assert nx <= x and ny <= y and x + w <= nx + nw and y + h <= ny + nh, (s["box"], s["node_box"])
     assert all(s["on_top"]), s["on_top"]  # nothing drawn over the headline
+    assert s["scale"] == 1 and s["size"][0] == s["default_size"][0], s  # the node as added, not widened
+
+
+def test_node_summary_headline_visible_after_a_run(ui: dict) -> None:
+    """A default-sized Load FP8 DiT node run on the tiny checkpoint: its summary box shows the headline (scheme and
+    layers, weights before -> after, backend) wrapped at the node's width without scrolling, inside the node; so it
+    does with the textarea font at 16 px (ComfyUI's setting; 10 by default)."""
+    assert ui.get("failure") is None, ui["failure"]
+    s = ui["summary"]
+    head = s["headline"]
+    assert "layers quantized: 20, kept in high precision: 6" in head[0], head
+    assert head[1].startswith("weights: ") and " -> " in head[1], head
+    assert head[2].startswith("backend: "), head
+    assert s["text"].splitlines()[3].startswith("file: "), s["text"]  # details after the headline
+    assert s["font"].startswith("10px"), s["font"]
+    assert_headline_fits(s)
+    big = ui["summary_font16"]
+    assert big["font"].startswith("16px") and big["headline"] == head, big
+    assert big["headline_heights"][2] > 2 * s["headline_heights"][2] - 20, (big, s)  # it did wrap to more rows
+    assert_headline_fits(big)
 
 
 def test_missing_node_check_is_not_vacuous(ui: dict) -> None:
@@ -210,7 +221,8 @@ def test_pick_layers_dialog_writes_the_widget(ui: dict) -> None:
 def test_screenshots_kept_as_artifacts(ui: dict, capsys: pytest.CaptureFixture[str]) -> None:
     shots = [Path(s) for s in ui["screenshots"]]
     names = {s.name for s in shots}
-    assert {"pick_layers_dialog.png", "after_apply.png", "summary_after_run.png", "summary_node.png"} <= names, names
+    assert {"pick_layers_dialog.png", "after_apply.png", "summary_after_run.png", "summary_node.png",
+            "summary_node_font16.png"} <= names, names
     assert {ui["workflows"][p.stem]["screenshot"] for p in WORKFLOWS} <= names, names
     for s in shots:
         assert s.stat().st_size > 10_000 and s.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", s

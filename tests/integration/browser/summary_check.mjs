@@ -94,3 +94,15 @@ export function summaryState(page, id) {
     };
   }, { id, headlineLines: HEADLINE_LINES });
 }
+
+/** The same summary shown again with the textarea font at `fontPx` (ComfyUI's "Textarea widget font size"). */
+export async function showAgainWithFont(page, id, fontPx) {
+  await page.evaluate(({ id, fontPx }) => {
+    document.documentElement.style.setProperty("--comfy-textarea-font-size", `${fontPx}px`);
+    const node = app.graph.getNodeById(id);
+    const text = node.widgets.find((w) => w.name === "dit_quant_summary").element.value;
+    node.onExecuted({ text: [text] });
+    app.canvas.setDirty(true, true);
+  }, { id, fontPx });
+  await page.waitForTimeout(800);
+}

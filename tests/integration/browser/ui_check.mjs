@@ -16,7 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
-import { runLoader, summaryState } from "./summary_check.mjs";
+import { runLoader, showAgainWithFont, summaryState } from "./summary_check.mjs";
 import { viewState } from "./view_check.mjs";
 
 const { values: opt, positionals: workflows } = parseArgs({
@@ -231,11 +231,18 @@ try {
   const loaderId = await runLoader(page, opt["run-checkpoint"]);
   report.summary = await summaryState(page, loaderId);
   await shot(page, "summary_after_run.png");
-  const [bx, by, bw, bh] = report.summary.node_box;
-  const file = path.join(opt.out, "summary_node.png");
-  await page.screenshot({ path: file, clip: { x: Math.max(0, bx - 10), y: Math.max(0, by - 10), width: bw + 20,
-    height: bh + 20 } });
-  report.screenshots.push(file);
+  const shotNode = async (box, name) => {
+    const [bx, by, bw, bh] = box;
+    const file = path.join(opt.out, name);
+    await page.screenshot({ path: file, clip: { x: Math.max(0, bx - 10), y: Math.max(0, by - 10), width: bw + 20,
+      height: bh + 20 } });
+    report.screenshots.push(file);
+  };
+  await shotNode(report.summary.node_box, "summary_node.png");
+  // with a larger textarea font (a user setting) the box must still fit the headline
+  await showAgainWithFont(page, loaderId, 16);
+  report.summary_font16 = await summaryState(page, loaderId);
+  await shotNode(report.summary_font16.node_box, "summary_node_font16.png");
 } catch (e) {
   report.failure = String(e.stack || e);
   try {
