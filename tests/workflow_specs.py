@@ -200,22 +200,35 @@ def _apply_set(node: dict, ch: Change, info: dict[str, dict]) -> None:
         node["widgets_values"][_widget_index(info[node["type"]], name)] = value
 
 
-def _overlaps(a: dict, b: dict, gap: float = 20) -> bool:
-    (ax, ay), (aw, ah) = a["pos"], a["size"]
-    (bx, by), (bw, bh) = b["pos"], b["size"]
-    return ax < bx + bw + gap and bx < ax + aw + gap and ay - 30 < by + bh + gap and by - 30 < ay + ah + gap
+def drawn_height(node: dict, info: dict[str, dict]) -> float:
+    """The height the frontend draws ``node`` at, at least: its saved height, or where more, the rows of its
+    sockets and widgets (20 px a socket row, 24 a widget, 14 of margins; LiteGraph's computeSize in frontend 1.47:
+    e.g. a CFGNorm saved 60 tall is drawn 82)."""
+    if node["type"] in FRONTEND_ONLY:
+        return node["size"][1]
+    sockets_in = sum(1 for i in node.get("inputs", []) if not i.get("widget"))
+    widgets = sum(1 for _, extra in widget_slots(info[node["type"]]) if extra != "upload")
+    return max(node["size"][1], 20 * max(sockets_in, len(node.get("outputs", []))) + 24 * widgets + 14)
 
 
-def _settle(nodes: list[dict]) -> None:
-    """Move nodes down, top to bottom, until none overlaps another (a swapped-in node is taller)."""
+def _overlaps(a: dict, b: dict, ha: float, hb: float, gap: float = 20) -> bool:
+    (ax, ay), (aw, _) = a["pos"], a["size"]
+    (bx, by), (bw, _) = b["pos"], b["size"]
+    return ax < bx + bw + gap and bx < ax + aw + gap and ay - 30 < by + hb + gap and by - 30 < ay + ha + gap
+
+
+def _settle(nodes: list[dict], info: dict[str, dict]) -> None:
+    """Move nodes down, top to bottom, until none overlaps another as the frontend draws them (a swapped-in node
+    is taller; some nodes are drawn taller than the template saved them)."""
+    height = {n["id"]: drawn_height(n, info) for n in nodes}
     placed: list[dict] = []
     for node in sorted(nodes, key=lambda n: (n["pos"][1], n["pos"][0])):
         moved = True
         while moved:
             moved = False
             for other in placed:
-                if _overlaps(node, other):
-                    node["pos"] = [node["pos"][0], other["pos"][1] + other["size"][1] + 50]
+                if _overlaps(node, other, height[node["id"]], height[other["id"]]):
+                    node["pos"] = [node["pos"][0], other["pos"][1] + height[other["id"]] + 50]
                     moved = True
         placed.append(node)
 
@@ -289,7 +302,7 @@ def build(ex: Example, info: dict[str, dict]) -> dict:
         else:
             raise ValueError(f"{ex.name}: unknown change kind {ch.kind!r}")
     body = list(nodes.values())
-    _settle(body)
+    _settle(body, info)
     x0, y0, _, _ = bounding_box(body)
     graph = relink(body, edges)
     text = note_text(ex, used_files(graph, info))
