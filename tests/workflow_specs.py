@@ -239,12 +239,18 @@ def bounding_box(nodes: list[dict]) -> tuple[float, float, float, float]:
             max(n["pos"][0] + n["size"][0] for n in nodes), max(n["pos"][1] + n["size"][1] for n in nodes))
 
 
+def is_model_node(node: dict) -> bool:
+    """A node that loads the diffusion model, or one of the pack's nodes that turns it (INT8 NPU Quantize)."""
+    return node["type"] in MODEL_LOADERS or (node["type"].startswith("DiTQuant")
+                                             and any(o.get("type") == "MODEL" for o in node.get("outputs", [])))
+
+
 def view_targets(nodes: list[dict]) -> list[list[dict]]:
-    """What the saved view shows, first choice first: the whole graph; the note, the model loaders, the pack's
-    nodes and the text encoder / VAE loaders that run; the note and the model loaders that run."""
+    """What the saved view shows, first choice first: the whole graph; the note, the model nodes, the pack's
+    other nodes and the text encoder / VAE loaders that run; the note and the model nodes that run."""
     note = [n for n in nodes if n["id"] == NOTE_ID]
     active = [n for n in nodes if n["mode"] == 0]
-    loaders = [n for n in active if n["type"] in MODEL_LOADERS]
+    loaders = [n for n in active if is_model_node(n)]
     more = [n for n in active if n not in loaders and (n["type"] in FILE_LOADERS or n["type"].startswith("DiTQuant"))]
     return [nodes, note + loaders + more, note + loaders]
 
