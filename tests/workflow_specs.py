@@ -23,10 +23,17 @@ from workflow_graph import FRONTEND_ONLY, NOTE_TYPES, combo_options, input_specs
 REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "example_workflows"
 SNAPSHOT = Path(__file__).resolve().parent / "data" / "object_info_snapshot.json"
-# The saved view fits the whole graph into this screen box (left, top, right, bottom) of a 1280x720 window: the
-# frontend's canvas fills the window under its side bar (left) and its menu and tab bars (top).
-VIEW = (60, 90, 1250, 700)
+# The saved view: the canvas area of a 1280x720 window that the frontend (1.47) leaves free, a box (left, top,
+# right, bottom) in screen pixels: right of its side bar, under its tab bar and the floating "Graph" / Run bars,
+# left of the minimap (shown from 1024 px wide) and its zoom bar at the bottom right.
+VIEW = (62, 94, 1015, 705)
+# Below a scale of about 0.57 (14 px titles drawn under 8 px) the frontend draws nodes as bare boxes, no text and
+# no note: the view is never saved smaller than this.
+READABLE = 0.65
+MODEL_LOADERS = {"DiTQuantLoadFP8DiT", "DiTQuantModelOptLoader", "UNETLoader"}
+FILE_LOADERS = {"CLIPLoader", "DualCLIPLoader", "VAELoader", "CLIPVisionLoader"}
 NOTE_ID = 900
+NOTE_CHARS, NOTE_ROW_PX = 70, 12  # the note's text wraps at about 75 characters of 12 px rows at 480 px wide
 
 
 @dataclass
@@ -193,22 +200,35 @@ def _apply_set(node: dict, ch: Change, info: dict[str, dict]) -> None:
         node["widgets_values"][_widget_index(info[node["type"]], name)] = value
 
 
-def _overlaps(a: dict, b: dict, gap: float = 20) -> bool:
-    (ax, ay), (aw, ah) = a["pos"], a["size"]
-    (bx, by), (bw, bh) = b["pos"], b["size"]
-    return ax < bx + bw + gap and bx < ax + aw + gap and ay - 30 < by + bh + gap and by - 30 < ay + ah + gap
+def drawn_height(node: dict, info: dict[str, dict]) -> float:
+    """The height the frontend draws ``node`` at, at least: its saved height, or where more, the rows of its
+    sockets and widgets (20 px a socket row, 24 a widget, 14 of margins; LiteGraph's computeSize in frontend 1.47:
+    e.g. a CFGNorm saved 60 tall is drawn 82)."""
+    if node["type"] in FRONTEND_ONLY:
+        return node["size"][1]
+    sockets_in = sum(1 for i in node.get("inputs", []) if not i.get("widget"))
+    widgets = sum(1 for _, extra in widget_slots(info[node["type"]]) if extra != "upload")
+    return max(node["size"][1], 20 * max(sockets_in, len(node.get("outputs", []))) + 24 * widgets + 14)
 
 
-def _settle(nodes: list[dict]) -> None:
-    """Move nodes down, top to bottom, until none overlaps another (a swapped-in node is taller)."""
+def _overlaps(a: dict, b: dict, ha: float, hb: float, gap: float = 20) -> bool:
+    (ax, ay), (aw, _) = a["pos"], a["size"]
+    (bx, by), (bw, _) = b["pos"], b["size"]
+    return ax < bx + bw + gap and bx < ax + aw + gap and ay - 30 < by + hb + gap and by - 30 < ay + ha + gap
+
+
+def _settle(nodes: list[dict], info: dict[str, dict]) -> None:
+    """Move nodes down, top to bottom, until none overlaps another as the frontend draws them (a swapped-in node
+    is taller; some nodes are drawn taller than the template saved them)."""
+    height = {n["id"]: drawn_height(n, info) for n in nodes}
     placed: list[dict] = []
     for node in sorted(nodes, key=lambda n: (n["pos"][1], n["pos"][0])):
         moved = True
         while moved:
             moved = False
             for other in placed:
-                if _overlaps(node, other):
-                    node["pos"] = [node["pos"][0], other["pos"][1] + other["size"][1] + 50]
+                if _overlaps(node, other, height[node["id"]], height[other["id"]]):
+                    node["pos"] = [node["pos"][0], other["pos"][1] + height[other["id"]] + 50]
                     moved = True
         placed.append(node)
 
@@ -219,15 +239,34 @@ def bounding_box(nodes: list[dict]) -> tuple[float, float, float, float]:
             max(n["pos"][0] + n["size"][0] for n in nodes), max(n["pos"][1] + n["size"][1] for n in nodes))
 
 
+def is_model_node(node: dict) -> bool:
+    """A node that loads the diffusion model, or one of the pack's nodes that turns it (INT8 NPU Quantize)."""
+    return node["type"] in MODEL_LOADERS or (node["type"].startswith("DiTQuant")
+                                             and any(o.get("type") == "MODEL" for o in node.get("outputs", [])))
+
+
+def view_targets(nodes: list[dict]) -> list[list[dict]]:
+    """What the saved view shows, first choice first: the whole graph; the note, the model nodes, the pack's
+    other nodes and the text encoder / VAE loaders that run; the note and the model nodes that run."""
+    note = [n for n in nodes if n["id"] == NOTE_ID]
+    active = [n for n in nodes if n["mode"] == 0]
+    loaders = [n for n in active if is_model_node(n)]
+    more = [n for n in active if n not in loaders and (n["type"] in FILE_LOADERS or n["type"].startswith("DiTQuant"))]
+    return [nodes, note + loaders + more, note + loaders]
+
+
 def fit_view(nodes: list[dict], view: tuple[int, int, int, int] = VIEW) -> dict:
-    """``extra.ds`` that shows every node inside the screen box ``view`` (screen = (pos + offset) * scale)."""
-    x0, y0, x1, y1 = bounding_box(nodes)
+    """``extra.ds`` (screen = (pos + offset) * scale) that puts the first of ``view_targets`` that fits at a
+    readable scale (``READABLE`` to 1) into the screen box ``view``, its top left corner at the box's; else the
+    last one at ``READABLE``."""
     left, top, right, bottom = view
-    scale = math.floor(min(1.0, (right - left) / (x1 - x0), (bottom - top) / (y1 - y0)) * 1000) / 1000
-    # centred in the box
-    off_x = ((left + right) / 2) / scale - (x0 + x1) / 2
-    off_y = ((top + bottom) / 2) / scale - (y0 + y1) / 2
-    return {"scale": scale, "offset": [round(off_x, 1), round(off_y, 1)]}
+    for group in view_targets(nodes):
+        x0, y0, x1, y1 = bounding_box(group)
+        scale = math.floor(min(1.0, (right - left) / (x1 - x0), (bottom - top) / (y1 - y0)) * 1000) / 1000
+        if scale >= READABLE:
+            break
+    scale = max(scale, READABLE)
+    return {"scale": scale, "offset": [round(left / scale - x0, 1), round(top / scale - y0, 1)]}
 
 
 def reasons(ex: Example) -> list[str]:
@@ -269,14 +308,17 @@ def build(ex: Example, info: dict[str, dict]) -> dict:
         else:
             raise ValueError(f"{ex.name}: unknown change kind {ch.kind!r}")
     body = list(nodes.values())
-    _settle(body)
+    _settle(body, info)
     x0, y0, _, _ = bounding_box(body)
     graph = relink(body, edges)
     text = note_text(ex, used_files(graph, info))
-    lines = sum(math.ceil(len(line) / 62) or 1 for line in text.split("\n"))  # wrapped at about 62 characters
-    note = {"id": NOTE_ID, "type": "Note", "pos": [x0 - 520, y0 + 30], "size": [480, 40 + 17 * lines],
-            "flags": {}, "order": 0, "mode": 0, "inputs": [], "outputs": [], "title": "Read me: files, changes",
-            "properties": {}, "widgets_values": [text], "color": "#432", "bgcolor": "#653"}
+    rows = sum(math.ceil(len(line) / NOTE_CHARS) or 1 for line in text.split("\n"))
+    # left of the graph, level with the first model loader (the view shows the two together)
+    loader_ys = [n["pos"][1] for n in body if n["type"] in MODEL_LOADERS and n["mode"] == 0]
+    note = {"id": NOTE_ID, "type": "Note", "pos": [x0 - 520, min(loader_ys, default=y0 + 30)],
+            "size": [480, 40 + NOTE_ROW_PX * rows], "flags": {}, "order": 0, "mode": 0, "inputs": [], "outputs": [],
+            "title": "Read me: files, changes", "properties": {}, "widgets_values": [text],
+            "color": "#432", "bgcolor": "#653"}
     all_nodes = [note, *sorted(body, key=lambda n: n["id"])]
     for order, n in enumerate(all_nodes):
         n["order"] = order

@@ -145,8 +145,18 @@ async function openPicker(node, widget) {
 }
 
 // The summary's first HEADLINE_LINES lines are its headline (scheme and layers, GB before -> after, backend and
-// why): the box is made tall enough to show them wrapped at the node's width, without scrolling.
-const SUMMARY_LINE_PX = 16;
+// why): the box is made tall enough to show them wrapped at the node's width, without scrolling, in the font size
+// the box has (ComfyUI's "Textarea widget font size" setting, 10 px by default; monospace, about 0.6 em a
+// character).
+const SUMMARY_LINE_EM = 1.6;
+const SUMMARY_CHAR_EM = 0.65;
+
+function summaryMinHeight(node, area) {
+  const fontPx = parseFloat(getComputedStyle(area).fontSize) || 10; // not yet in the page: the default
+  // the box is the node's width less 24 px of margins, less a scroll bar (the details below scroll)
+  const rows = headlineRows(area.value, node.size[0] - 24 - 16, fontPx * SUMMARY_CHAR_EM);
+  return Math.ceil((rows + 1) * fontPx * SUMMARY_LINE_EM) + 12;
+}
 
 function showSummary(node, text) {
   if (!text) return;
@@ -155,10 +165,10 @@ function showSummary(node, text) {
     const area = el("textarea", { readonly: "", class: "comfy-multiline-input", rows: "6",
       "data-testid": "dq-summary" });
     area.style.opacity = "0.85";
-    area.style.lineHeight = `${SUMMARY_LINE_PX}px`;
+    area.style.lineHeight = String(SUMMARY_LINE_EM);
     w = node.addDOMWidget("dit_quant_summary", "summary", area, {
       serialize: false, getValue: () => area.value, setValue: (v) => { area.value = v; },
-      getMinHeight: () => (headlineRows(area.value, node.size[0] - 24) + 1) * SUMMARY_LINE_PX + 12,
+      getMinHeight: () => summaryMinHeight(node, area),
     });
     w.serialize = false;
   }

@@ -2,8 +2,10 @@
 
 ``browser/ui_check.mjs`` (playwright-core driving /usr/bin/chromium; no browser download) loads every example
 workflow through the frontend's ``app.loadGraphData``, opens "Pick layers…" on a Load FP8 DiT node pointed at a
-tiny Wan checkpoint in ``diffusion_models``, selects layers and applies, then writes a JSON report and
-screenshots; these tests assert on the report. Setup: ``apt-get install chromium`` and
+tiny Wan checkpoint in ``diffusion_models``, selects layers and applies, runs a fresh Load FP8 DiT node on another
+tiny checkpoint and measures its summary box, then writes a JSON report and screenshots (every example as loaded
+in a 1280x720 window, the dialog, the summary); these tests assert on the report.
+Setup: ``apt-get install chromium`` and
 ``npm ci --prefix tests/integration/browser``. Screenshots are copied to ``$DIT_QUANT_ARTIFACTS/web_ui`` (default
 ``build/test-artifacts/web_ui``, git-ignored) and the path is printed.
 """
@@ -24,13 +26,16 @@ from comfy_env import comfyui
 from comfy_server import REPO, ComfyServer
 from conftest import wan_comfy_shapes, write_random_checkpoint
 from workflow_graph import used_files
-from workflow_specs import OUT_DIR, SNAPSHOT
+from workflow_specs import NOTE_ID, OUT_DIR, SNAPSHOT, view_targets
 
 BROWSER_DIR = Path(__file__).parent / "browser"
 SCRIPT = BROWSER_DIR / "ui_check.mjs"
 WORKFLOWS = sorted(OUT_DIR.glob("*.json"))
 PICKER_WORKFLOW = OUT_DIR / "Wan 2.2 14B Text to Video - FP8 at load, Lightning LoRA switch.json"
 CHECKPOINT = "tiny_wan.safetensors"
+# the node run for the summary: a checkpoint ComfyUI can build a model from (heads of 128: dim 256)
+RUN_CHECKPOINT = "tiny_wan_run.safetensors"
+RUN_SHAPES = {"dim": 256, "ffn": 512, "layers": 2, "text_dim": 4096, "freq_dim": 256}
 PICK, GROUP = "blocks.1.ffn.0", "blocks.0"  # one checkbox, one block's group checkbox (on top of preset default)
 
 
@@ -68,6 +73,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> dict:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(b"")
     write_random_checkpoint(root / "models" / "diffusion_models" / CHECKPOINT, wan_comfy_shapes())
+    write_random_checkpoint(root / "models" / "diffusion_models" / RUN_CHECKPOINT, wan_comfy_shapes(**RUN_SHAPES))
     # a fresh user: skip the first-run templates browser that would cover the canvas
     settings = root / "user" / "default" / "comfy.settings.json"
     settings.parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +82,8 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> dict:
     with WebServer(root) as srv:
         proc = subprocess.run(
             [node, str(SCRIPT), "--url", srv.url, "--out", str(out), "--chromium", chromium,
-             "--checkpoint", CHECKPOINT, "--picker-workflow", str(PICKER_WORKFLOW), "--pick", PICK, "--group", GROUP,
+             "--checkpoint", CHECKPOINT, "--run-checkpoint", RUN_CHECKPOINT,
+             "--picker-workflow", str(PICKER_WORKFLOW), "--pick", PICK, "--group", GROUP,
              *map(str, WORKFLOWS)],
             cwd=BROWSER_DIR, capture_output=True, text=True, timeout=600)
     report_file = out / "report.json"
@@ -108,6 +115,58 @@ def test_example_workflow_loads_without_missing_nodes(ui: dict, path: Path) -> N
     assert res["changed_widgets_values"] == [], res["changed_widgets_values"]
     no_button = [n["type"] for n in res["nodes"] if n["ignored_layers"] and not n["pick_button"]]
     assert no_button == [], f"no 'Pick layers…' button on {no_button}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_example_opens_on_its_note_and_loaders(ui: dict, path: Path) -> None:
+    """As loaded in a 1280x720 window: the saved view applied, text drawn (not the zoomed-out bare boxes), the
+    note and the model loaders that run wholly visible (no point of them outside the window or under the side
+    bar, menu bars or minimap), the note's text without scrolling."""
+    res = ui["workflows"][path.stem]
+    view, wf = res["view"], json.loads(path.read_text())
+    assert view["window"] == [1280, 720], view["window"]
+    assert view["ds"]["scale"] == pytest.approx(wf["extra"]["ds"]["scale"], abs=1e-6), view["ds"]
+    assert view["ds"]["offset"] == pytest.approx(wf["extra"]["ds"]["offset"], abs=0.05), view["ds"]
+    assert not view["low_quality"], view["ds"]
+    seen = {str(n["id"]): n for n in view["nodes"]}
+    must = view_targets(wf["nodes"])[-1]
+    hidden = {n["id"]: (seen[str(n["id"])]["visible"], seen[str(n["id"])]["hidden"]) for n in must
+              if seen[str(n["id"])]["visible"] < 1}
+    assert hidden == {}, hidden
+    note = seen[str(NOTE_ID)]["text"]
+    assert note and note["scroll_height"] <= note["client_height"] + 1, note
+    assert res["screenshot"] in {Path(s).name for s in ui["screenshots"]}
+
+
+def assert_headline_fits(s: dict) -> None:
+    """The summary box ``s`` (summary_check.mjs) shows its three headline lines without scrolling, in the node."""
+    heights = s["headline_heights"]
+    assert heights[0] < heights[1] < heights[2] <= s["client_height"], s  # each line adds rows; all three fit
+    assert s["scroll_top"] == 0 and s["full_height"] > s["client_height"], s  # details below need scrolling
+    x, y, w, h = s["box"]
+    nx, ny, nw, nh = s["node_box"]
+    assert nx <= x and ny <= y and x + w <= nx + nw and y + h <= ny + nh, (s["box"], s["node_box"])
+    assert all(s["on_top"]), s["on_top"]  # nothing drawn over the headline
+    assert s["scale"] == 1 and s["size"][0] == s["default_size"][0], s  # the node as added, not widened
+
+
+def test_node_summary_headline_visible_after_a_run(ui: dict) -> None:
+    """A default-sized Load FP8 DiT node run on the tiny checkpoint: its summary box shows the headline (scheme and
+    layers, weights before -> after, backend) wrapped at the node's width without scrolling, inside the node; so it
+    does with the textarea font at 16 px (ComfyUI's setting; 10 by default)."""
+    assert ui.get("failure") is None, ui["failure"]
+    s = ui["summary"]
+    head = s["headline"]
+    assert "layers quantized: 20, kept in high precision: 6" in head[0], head
+    assert head[1].startswith("weights: ") and " -> " in head[1], head
+    assert head[2].startswith("backend: "), head
+    assert s["text"].splitlines()[3].startswith("file: "), s["text"]  # details after the headline
+    assert s["font"].startswith("10px"), s["font"]
+    assert_headline_fits(s)
+    big = ui["summary_font16"]
+    assert big["font"].startswith("16px") and big["headline"] == head, big
+    assert big["headline_heights"][2] > 2 * s["headline_heights"][2] - 20, (big, s)  # it did wrap to more rows
+    assert_headline_fits(big)
 
 
 def test_missing_node_check_is_not_vacuous(ui: dict) -> None:
@@ -162,15 +221,20 @@ def test_pick_layers_dialog_writes_the_widget(ui: dict) -> None:
 def test_screenshots_kept_as_artifacts(ui: dict, capsys: pytest.CaptureFixture[str]) -> None:
     shots = [Path(s) for s in ui["screenshots"]]
     names = {s.name for s in shots}
-    assert {"pick_layers_dialog.png", "after_apply.png"} <= names, names
+    assert {"pick_layers_dialog.png", "after_apply.png", "summary_after_run.png", "summary_node.png",
+            "summary_node_font16.png"} <= names, names
+    assert {ui["workflows"][p.stem]["screenshot"] for p in WORKFLOWS} <= names, names
     for s in shots:
         assert s.stat().st_size > 10_000 and s.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", s
     dest = Path(os.environ.get("DIT_QUANT_ARTIFACTS", REPO / "build" / "test-artifacts")) / "web_ui"
     dest.mkdir(parents=True, exist_ok=True)
     for s in [*shots, ui["out"] / "report.json"]:
         shutil.copy2(s, dest / s.name)
-    overlaps = {k: v["overlaps"] for k, v in ui["workflows"].items() if v["overlaps"]}
     with capsys.disabled():
         print(f"\nweb UI screenshots: {dest} ({', '.join(sorted(names))}); pytest copy: {ui['out']}")
-        if overlaps:
-            print(f"note: example workflow nodes drawn over each other: {json.dumps(overlaps)}")
+
+
+def test_no_example_node_drawn_over_another(ui: dict) -> None:
+    """Once the frontend has sized the nodes (some are drawn taller than saved), no two overlap."""
+    overlaps = {k: v["overlaps"] for k, v in ui["workflows"].items() if v["overlaps"]}
+    assert overlaps == {}, overlaps

@@ -49,9 +49,28 @@ export function summaryText(message) {
 
 export const HEADLINE_LINES = 3;
 
+/** Rows `line` takes wrapped at `perRow` characters as a textarea wraps it: at spaces, a longer word broken. */
+export function wrappedRows(line, perRow) {
+  let rows = 1;
+  let used = 0;
+  for (const word of line.split(" ")) {
+    const need = used === 0 ? word.length : used + 1 + word.length;
+    if (need <= perRow) {
+      used = need;
+    } else if (word.length <= perRow) {
+      rows += 1;
+      used = word.length;
+    } else { // a word longer than a row: starts on a new row (unless the row is empty) and is broken
+      if (used > 0) rows += 1;
+      rows += Math.ceil(word.length / perRow) - 1;
+      used = word.length % perRow || perRow;
+    }
+  }
+  return rows;
+}
+
 /** Rows the summary's headline (its first HEADLINE_LINES lines) takes, wrapped in a box `widthPx` wide. */
 export function headlineRows(text, widthPx, charPx = 7) {
   const perRow = Math.max(10, Math.floor(widthPx / charPx));
-  return (text || "").split("\n").slice(0, HEADLINE_LINES)
-    .reduce((rows, line) => rows + Math.max(1, Math.ceil(line.length / perRow)), 0);
+  return (text || "").split("\n").slice(0, HEADLINE_LINES).reduce((rows, line) => rows + wrappedRows(line, perRow), 0);
 }

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { findSourceFile, headlineRows, layersQuery, summaryText } from "../lib/source_file.js";
+import { findSourceFile, headlineRows, layersQuery, summaryText, wrappedRows } from "../lib/source_file.js";
 
 const w = (name, value) => ({ name, value });
 
@@ -43,4 +43,13 @@ test("the summary box is sized to its first three lines, wrapped at the node's w
   assert.equal(headlineRows(text, 280), 2 + 1 + 2); // 40 characters a row: 70 -> 2 rows, 20 -> 1, 41 -> 2
   assert.equal(headlineRows(text, 700), 3);
   assert.equal(headlineRows("", 280), 1);
+});
+
+test("a headline line wraps at spaces as the textarea wraps it", () => {
+  assert.equal(wrappedRows("aaaa bbbb cccc", 9), 2); // "aaaa bbbb" fits 9, "cccc" on the next row
+  assert.equal(wrappedRows("aaaa bbbbb", 9), 2); // 10 characters: the word moves down whole
+  assert.equal(wrappedRows("aa " + "x".repeat(20), 8), 4); // "aa", then 20 x broken 8 + 8 + 4
+  assert.equal(wrappedRows("", 8), 1);
+  // by characters alone 17 fit two rows of 9; at spaces they take three
+  assert.equal(wrappedRows("aaaaaa bbbbbb ccc", 9), 3);
 });

@@ -3,17 +3,21 @@
 // and asserts on the JSON report it writes. Not a `node --test` file (web/tests holds those).
 //
 //   node ui_check.mjs --url http://127.0.0.1:8188 --out DIR --checkpoint tiny_wan.safetensors \
+//     --run-checkpoint tiny_wan_run.safetensors \
 //     --picker-workflow FILE.json --pick blocks.1.ffn.0 --group blocks.0 WORKFLOW.json...
 //
 // Report (DIR/report.json): per workflow, the nodes' types and whether the frontend knows them, the missing-node
 // warnings shown; a negative control (a workflow with an unknown node type, which must be flagged); the "Pick
 // layers…" dialog: layers listed, ignored_layers written by a preset button and checkboxes, the selection seen
-// when the dialog is opened again. Screenshots go to DIR.
+// when the dialog is opened again; per example, where its nodes land once its saved view is applied
+// (view_check.mjs); the summary box of a Load FP8 DiT node after a run (summary_check.mjs). Screenshots go to DIR.
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
+import { runLoader, showAgainWithFont, summaryState } from "./summary_check.mjs";
+import { viewState } from "./view_check.mjs";
 
 const { values: opt, positionals: workflows } = parseArgs({
   allowPositionals: true,
@@ -21,25 +25,30 @@ const { values: opt, positionals: workflows } = parseArgs({
     url: { type: "string" },
     out: { type: "string" },
     checkpoint: { type: "string" },
+    "run-checkpoint": { type: "string" },
     "picker-workflow": { type: "string" },
     pick: { type: "string" },
     group: { type: "string" },
     chromium: { type: "string", default: "/usr/bin/chromium" },
   },
 });
-for (const k of ["url", "out", "checkpoint", "picker-workflow", "pick", "group"]) {
+for (const k of ["url", "out", "checkpoint", "run-checkpoint", "picker-workflow", "pick", "group"]) {
   if (!opt[k]) throw new Error(`--${k} is required`);
 }
 fs.mkdirSync(opt.out, { recursive: true });
 const report = { workflows: {}, console_errors: [], page_errors: [], screenshots: [] };
 const EXTENSION = "comfyui-dit-quant.layers";
 const BUTTON = "Pick layers…";
+// The examples' saved views are fitted for a 1280x720 window (tests/workflow_specs.py VIEW); the rest runs wider.
+const SMALL = { width: 1280, height: 720 };
+const WIDE = { width: 1600, height: 1000 };
+const slug = (name) => name.replace(/[^A-Za-z0-9.]+/g, "_").replace(/^_|_$/g, "");
 
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), "dq-chromium-"));
 const context = await chromium.launchPersistentContext(profile, {
   executablePath: opt.chromium,
   headless: true,
-  viewport: { width: 1600, height: 1000 },
+  viewport: WIDE,
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync"],
 });
@@ -103,18 +112,28 @@ try {
     return inspect();
   };
 
+  await page.setViewportSize(SMALL);
+  await page.waitForTimeout(500);
   for (const file of workflows) {
     const json = JSON.parse(fs.readFileSync(file, "utf8"));
     const name = path.basename(file, ".json");
     const res = await load(json, name);
-    // widgets_values must survive a load/serialize round trip (the button widget must not shift them)
-    const original = Object.fromEntries(json.nodes.map((n) => [n.id, n.widgets_values]));
+    res.saved_ds = json.extra?.ds ?? null;
+    res.view = await viewState(page); // as loaded: the saved view applied, nothing moved
+    res.screenshot = `example_${slug(name)}.png`;
+    await shot(page, res.screenshot);
+    // widgets_values must survive a load/serialize round trip (the button widget must not shift them); a node
+    // without widgets may have no widgets_values key in the file, and [] once serialized
+    const original = Object.fromEntries(json.nodes.map((n) => [n.id, n.widgets_values ?? []]));
     res.changed_widgets_values = Object.keys(original).filter((id) => res.nodes.find((n) => String(n.id) === id)
-      && JSON.stringify(res.serialized[id]) !== JSON.stringify(original[id]))
+      && JSON.stringify(res.serialized[id] ?? []) !== JSON.stringify(original[id]))
       .map((id) => ({ id, before: original[id], after: res.serialized[id] }));
     delete res.serialized;
     report.workflows[name] = res;
   }
+
+  await page.setViewportSize(WIDE);
+  await page.waitForTimeout(500);
 
   // Negative control: the same checks must flag a node type that no one registered.
   const control = JSON.parse(fs.readFileSync(opt["picker-workflow"], "utf8"));
@@ -207,6 +226,23 @@ try {
   report.picker.widget_value_after_escape = await page.evaluate((id) => app.graph.getNodeById(id).widgets
     .find((w) => w.name === "ignored_layers").value, target.id);
   await shot(page, "after_apply.png");
+
+  // A node summary after a run, on a fresh default-sized Load FP8 DiT node.
+  const loaderId = await runLoader(page, opt["run-checkpoint"]);
+  report.summary = await summaryState(page, loaderId);
+  await shot(page, "summary_after_run.png");
+  const shotNode = async (box, name) => {
+    const [bx, by, bw, bh] = box;
+    const file = path.join(opt.out, name);
+    await page.screenshot({ path: file, clip: { x: Math.max(0, bx - 10), y: Math.max(0, by - 10), width: bw + 20,
+      height: bh + 20 } });
+    report.screenshots.push(file);
+  };
+  await shotNode(report.summary.node_box, "summary_node.png");
+  // with a larger textarea font (a user setting) the box must still fit the headline
+  await showAgainWithFont(page, loaderId, 16);
+  report.summary_font16 = await summaryState(page, loaderId);
+  await shotNode(report.summary_font16.node_box, "summary_node_font16.png");
 } catch (e) {
   report.failure = String(e.stack || e);
   try {
