@@ -62,17 +62,60 @@ def _quant_groups_kernel(x_ptr, q_ptr, s_ptr, K, num_groups, stride_xm, stride_q
     tl.store(q_ptr + row * stride_qm + cols, y.to(q_ptr.dtype.element_ty), mask=mask)
 
 
+def _row_args(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, group: int, fixed: bool, stride_sm: int,
+              stride_sg: int) -> tuple[dict, int]:
+    """``_quant_kernel``'s arguments (pointers, sizes, constexprs) and its warp count for one launch."""
+    int8 = q.dtype == torch.int8
+    args = dict(x_ptr=x, q_ptr=q, s_ptr=scale, K=x.shape[1], GROUP=group, stride_xm=x.stride(0),
+                stride_qm=q.stride(0), stride_sm=stride_sm, stride_sg=stride_sg,
+                qmax=ref.INT8_MAX if int8 else ref.FP8_MAX, eps=ref.AMAX_EPS, FIXED_SCALE=fixed, INT8=int8,
+                BLOCK=min(CHUNK, triton.next_power_of_2(group)))
+    return args, 4
+
+
 def _launch(x: torch.Tensor, group: int, dtype: torch.dtype, scale: torch.Tensor, fixed: bool,
             stride_sm: int, stride_sg: int) -> torch.Tensor:
     m, k = x.shape
     x = x if x.stride(-1) == 1 else x.contiguous()
     q = torch.empty((m, k), dtype=dtype, device=x.device)
-    int8 = dtype == torch.int8
-    grid = (m, ref.ceil_div(k, group))
-    _quant_kernel[grid](x, q, scale, k, group, x.stride(0), q.stride(0), stride_sm, stride_sg,
-                        ref.INT8_MAX if int8 else ref.FP8_MAX, ref.AMAX_EPS, FIXED_SCALE=fixed, INT8=int8,
-                        BLOCK=min(CHUNK, triton.next_power_of_2(group)))
+    args, warps = _row_args(x, q, scale, group, fixed, stride_sm, stride_sg)
+    _quant_kernel[(m, ref.ceil_div(k, group))](**args, num_warps=warps)
     return q
+
+
+def _groups_args(x: torch.Tensor, q: torch.Tensor, s: torch.Tensor, group: int) -> tuple[dict, int, tuple]:
+    """``_quant_groups_kernel``'s arguments, warp count and grid for one launch."""
+    m, k = x.shape
+    g = ref.ceil_div(k, group)
+    per_program = min(triton.next_power_of_2(g), max(1, GROUP_TILE // group))
+    args = dict(x_ptr=x, q_ptr=q, s_ptr=s, K=k, num_groups=g, stride_xm=x.stride(0), stride_qm=q.stride(0),
+                stride_sm=s.stride(0), stride_sg=s.stride(1), eps=ref.AMAX_EPS, GROUP=group,
+                GROUPS_PER_PROGRAM=per_program)
+    return args, 4, (m, triton.cdiv(g, per_program))
+
+
+def _describe(args: dict, warps: int) -> str:
+    tile = args.get("BLOCK") or f"{args['GROUPS_PER_PROGRAM']}x{args['GROUP']}"
+    return f"BLOCK {tile} warps {warps}"
+
+
+def audit_launches(k: int, dtype: torch.dtype, fixed: bool) -> list[tuple[dict, int, str]]:
+    """(arguments, warps, config) of the per-token / per-tensor kernel for a K-wide bf16 row, as ``_launch``
+    passes them (CPU tensors stand in for the pointers): what ``bench/compiled_audit.py`` compiles."""
+    x = torch.empty((2, k), dtype=torch.bfloat16)
+    q = torch.empty((2, k), dtype=dtype)
+    s = torch.empty((), dtype=torch.float32) if fixed else torch.empty((2, 1), dtype=torch.float32)
+    args, warps = _row_args(x, q, s, k, fixed, 0 if fixed else 1, 0)
+    return [(args, warps, _describe(args, warps))]
+
+
+def audit_group_launches(k: int, group: int) -> list[tuple[dict, int, str]]:
+    """As ``audit_launches``, for the per-group kernel (row-major scales)."""
+    x = torch.empty((2, k), dtype=torch.bfloat16)
+    q = torch.empty((2, k), dtype=ref.FP8_DTYPE)
+    s = torch.empty((2, ref.ceil_div(k, group)), dtype=torch.float32)
+    args, warps, _ = _groups_args(x, q, s, group)
+    return [(args, warps, _describe(args, warps))]
 
 
 def quant_fp8_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,10 +139,8 @@ def quant_fp8_per_group(x: torch.Tensor, group: int, m_major: bool = False) -> t
     q = torch.empty((m, k), dtype=ref.FP8_DTYPE, device=x.device)
     s = torch.empty((g, m), dtype=torch.float32, device=x.device).t() if m_major else \
         torch.empty((m, g), dtype=torch.float32, device=x.device)
-    per_program = min(triton.next_power_of_2(g), max(1, GROUP_TILE // group))
-    grid = (m, triton.cdiv(g, per_program))
-    _quant_groups_kernel[grid](x, q, s, k, g, x.stride(0), q.stride(0), s.stride(0), s.stride(1), ref.AMAX_EPS,
-                               GROUP=group, GROUPS_PER_PROGRAM=per_program)
+    args, warps, grid = _groups_args(x, q, s, group)
+    _quant_groups_kernel[grid](**args, num_warps=warps)
     return q, s
 
 
