@@ -13,7 +13,8 @@ stride 1 a constant).
         [--json bench/results/compiled/triton-<version>.json]
 
 ``check`` lists what violates the rules (zero spills, shared memory within the target's limit, native FP8 MMA on
-sm_89 / sm_90a, on sm_90a FP8 K loops with a wgmma group in flight); each problem names kernel, config, target.
+sm_89 / sm_90a (wgmma on sm_90a), on sm_90a epilogue-scaled FP8 K loops with a wgmma group in flight — the
+block-scaled loop waits by construction, see ``Spec.pipelined``); each problem names kernel, config, target.
 """
 
 from __future__ import annotations
@@ -58,7 +59,11 @@ class Spec:
     args: tuple[tuple[str, Any], ...]  # runtime values (CPU tensors stand in for pointers) and constexprs
     num_warps: int
     num_stages: int
-    fp8_dot: bool = False  # an FP8 x FP8 dot: native FP8 MMA expected (and a pipelined wgmma loop on sm_90a)
+    fp8_dot: bool = False  # an FP8 x FP8 dot: native FP8 MMA expected (wgmma on sm_90a)
+    # a wgmma group in flight in the K loop expected on sm_90a: FP8 with epilogue scales. Not the block-scaled loop:
+    # Triton makes a dot asynchronous only when nothing but the next dot reads its accumulator, and each step's
+    # partial product is read to be scaled (kernels/triton_gemm.py's docstring says what was tried)
+    pipelined: bool = False
     heuristic: bool = False  # some M bucket's heuristic config (not only a tuning candidate)
 
 
@@ -123,11 +128,12 @@ def gemm_configs(mode: str, target: str, only_heuristic: bool = False, ms: Itera
     group_k = SCALE_BLOCK if "block" in mode else None
     weight_only, int8 = mode.startswith("weight_only"), mode == "int8"
     smem = min(SMEM_LIMIT, TARGETS[target][1])
-    heuristic = {gemm_config(m, N, K, group_k, weight_only) for m in MS}
+    cc = divmod(TARGETS[target][0], 10)
+    heuristic = {gemm_config(m, N, K, group_k, weight_only, cc) for m in MS}
     out: list[Any] = []
     for m in ms:
-        cands = [gemm_config(m, N, K, group_k, weight_only)] if only_heuristic else \
-            candidates(m, N, K, group_k, weight_only, int8, smem)
+        cands = [gemm_config(m, N, K, group_k, weight_only, cc)] if only_heuristic else \
+            candidates(m, N, K, group_k, weight_only, int8, smem, cc)
         out += [c for c in cands if c not in out]
     return [(c, c in heuristic) for c in out]
 
@@ -167,7 +173,8 @@ def specs(targets: Iterable[str] = tuple(TARGETS), only_heuristic: bool = False,
             for cfg, heur in gemm_configs(mode, target, only_heuristic, ms):
                 args = _gemm_args(mode, 32760, cfg, target)
                 out.append(Spec(f"gemm_{mode}", config_name(cfg), target, "gemm", tuple(args.items()),
-                                cfg.num_warps, cfg.num_stages, fp8_dot=mode.startswith("fp8"), heuristic=heur))
+                                cfg.num_warps, cfg.num_stages, fp8_dot=mode.startswith("fp8"),
+                                pipelined=mode in ("fp8_tensor", "fp8_token"), heuristic=heur))
         out += [s for s in quant_specs(target) if wanted is None or s.kernel in wanted]
     return out
 
@@ -303,7 +310,9 @@ def check(results: list[Result]) -> list[str]:
                             f"{TARGETS[s.target][1]}")
         if s.fp8_dot and s.target in FP8_TARGETS and not r.fp8_mma:
             problems.append(f"{where}: no native FP8 MMA (mma: {row['mma']})")
-        if s.fp8_dot and s.target == "sm_90a" and not any(w >= 1 for w in r.loop_waits):
+        if s.fp8_dot and s.target == "sm_90a" and row["mma"] != "wgmma":
+            problems.append(f"{where}: no wgmma (mma: {row['mma']})")
+        if s.pipelined and s.target == "sm_90a" and not any(w >= 1 for w in r.loop_waits):
             problems.append(f"{where}: no wgmma group in flight in the K loop (loop waits {r.loop_waits})")
     return problems
 
@@ -335,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         row = r.row
         print(f"{row['target']:7} {row['kernel']:28} {row['config']:40} regs {row['registers']} spill "
               f"{row['spill_bytes']} smem {row['shared_memory_bytes']} {row['mma']} waits {row['wgmma_waits']} "
-              f"loop {r.loop_waits} ld/st {r.load_bytes}/{r.store_bytes} B{' (heuristic)' if r.spec.heuristic else ''}{' ERROR ' + r.error if r.error else ''}")
+              f"loop {r.loop_waits} ld/st {r.load_bytes}/{r.store_bytes} B"
+              + (" (heuristic)" if r.spec.heuristic else "") + (f" ERROR {r.error}" if r.error else ""))
     path = Path(args.json) if args.json else default_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rows(results), indent=1) + "\n")

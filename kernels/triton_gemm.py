@@ -6,12 +6,21 @@ One kernel, three uses (constexpr flags):
   (``acc += dot(a, b) * sa[:, None] * sb[None, :]``);
 - per-tensor / per-token x per-channel FP8 and INT8: plain accumulation (fp32, or int32 for INT8), scales in the
   epilogue; FP8 dots promote to fp32 every BLOCK_K (``max_num_imprecise_acc``: sm_90 otherwise keeps Triton's
-  default of reduced-precision tensor-core accumulation over all of K);
+  default of reduced-precision tensor-core accumulation over all of K). The dot accumulates into ``acc``
+  (``acc = tl.dot(a, b, acc)``, not ``acc += tl.dot(a, b)``): on Hopper that keeps one wgmma group in flight
+  (``wgmma.wait_group 1`` in the K loop, checked by ``bench/compiled_audit.py``);
 - weight-only FP8: bf16/fp16 A, B codes converted exactly to A's dtype in registers, B scales per channel (epilogue)
   or per block (promoted per group). Triton has an e4m3 type only on sm_89+; below that (A100, RTX 30xx) the codes
   are read as uint8 and decoded from their bits (``B_BITS``), so the path never needs FP8 hardware.
 
 Bias and the output dtype are fused in the epilogue; M, N and K tails are masked.
+
+What still waits for every MMA on Hopper (``wgmma.wait_group 0`` in the loop; Triton makes a dot asynchronous only
+when its accumulator is a loop-carried value that nothing else reads): the block-scaled loop (each step's partial
+product is read to be scaled; promoting one step late with a second accumulator was compiled and still waits,
+at 255 registers and spills, so it is not used; promoting less often is exact only for equal scales); the
+weight-only loop (B converted in registers is staged through shared memory before each MMA); and, in Triton
+3.9, the INT8 loop (int32 accumulator) even in the accumulate-into form.
 
 Tile configs: a caller's ``cfg`` wins; otherwise ``triton_tuning.select_config`` (tuned at first use per GPU and
 shape bucket on CUDA, cached on disk; the ``triton_configs`` heuristic elsewhere and under the interpreter).
@@ -76,7 +85,7 @@ def _scaled_gemm_kernel(a_ptr, b_ptr, c_ptr, as_ptr, bs_ptr, bias_ptr, M, N, K,
         if DOT_F32:  # interpreter only: its bf16 dot multiplies raw bits
             a = a.to(tl.float32)
             b = b.to(tl.float32)
-        if PROMOTE:
+        if PROMOTE:  # waits for each MMA by construction: see the module docstring
             kg = k0 // GROUP_K
             sb = tl.load(bs_col + kg * stride_bsk, mask=mask_n, other=0.0)
             part = tl.dot(a, b, out_dtype=tl.float32) * sb[None, :]
@@ -85,9 +94,9 @@ def _scaled_gemm_kernel(a_ptr, b_ptr, c_ptr, as_ptr, bs_ptr, bias_ptr, M, N, K,
                 part = part * sa[:, None]
             acc += part
         elif INT8 or B_TO_A:
-            acc += tl.dot(a, b)
+            acc = tl.dot(a, b, acc)
         else:  # FP8 x FP8: Hopper accumulates FP8 dots imprecisely unless told to promote (here: every tile)
-            acc += tl.dot(a, b, max_num_imprecise_acc=BLOCK_K)
+            acc = tl.dot(a, b, acc, max_num_imprecise_acc=BLOCK_K)
         a_ptrs += BLOCK_K * stride_ak
         b_ptrs += BLOCK_K * stride_bk
 
@@ -140,7 +149,7 @@ def _launch(a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor | None, b_sc
             num_warps=c.num_warps, num_stages=c.num_stages)
 
     if cfg is None:  # tuned at first use on CUDA (timing writes `out`: the launch below rewrites it), else heuristic
-        cfg = gemm_config(m, n, k, group_k, weight_only) if _INTERPRETED else \
+        cfg = gemm_config(m, n, k, group_k, weight_only, _capability(a.device)) if _INTERPRETED else \
             select_config(a.device, m, n, k, group_n, group_k, weight_only, int8, launch)
     launch(cfg)
     return out
@@ -161,9 +170,20 @@ def scaled_mm(a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor, b_scale: 
 
 
 @functools.cache
+def _cuda_capability(index: int) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(index)
+
+
+def _capability(device: torch.device) -> tuple[int, int] | None:
+    """The CUDA device's compute capability (asked once per device), None elsewhere."""
+    if device.type != "cuda":
+        return None
+    return _cuda_capability(device.index if device.index is not None else torch.cuda.current_device())
+
+
 def _lacks_e4m3(index: int) -> bool:
-    """Triton has an e4m3 type only from sm_89 on (asked once per device, not per call)."""
-    return torch.cuda.get_device_capability(index) < (8, 9)
+    """Triton has an e4m3 type only from sm_89 on."""
+    return _cuda_capability(index) < (8, 9)
 
 
 def weight_only_mm(x: torch.Tensor, b: torch.Tensor, b_scale: torch.Tensor, block: tuple[int, int] | None,
