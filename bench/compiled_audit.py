@@ -55,8 +55,8 @@ class Spec:
     kernel: str
     config: str
     target: str
-    fn_name: str  # "gemm" | "quant" | "quant_groups"
-    args: tuple[tuple[str, Any], ...]  # runtime values (CPU tensors stand in for pointers) and constexprs
+    fn_name: str  # "gemm" | "weight_only" | "quant" | "quant_groups"
+    args: tuple[tuple[str, Any], ...]  # runtime values (``Ptr`` for pointers) and constexprs
     num_warps: int
     num_stages: int
     fp8_dot: bool = False  # an FP8 x FP8 dot: native FP8 MMA expected (wgmma on sm_90a)
@@ -81,8 +81,20 @@ class Result:
 # --- what to compile ---------------------------------------------------------------------------------------------
 
 
-def _t(dtype: torch.dtype) -> torch.Tensor:
-    return torch.empty(16, dtype=dtype)
+@dataclass(frozen=True)
+class Ptr:
+    """A pointer argument of this element type (a small CPU tensor stands in when the kernel is specialized)."""
+
+    dtype: torch.dtype
+
+
+def _t(dtype: torch.dtype) -> Ptr:
+    return Ptr(dtype)
+
+
+def _portable(args: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """Launch arguments with tensors replaced by ``Ptr`` (specs travel to worker processes)."""
+    return tuple((k, Ptr(v.dtype) if isinstance(v, torch.Tensor) else v) for k, v in args.items())
 
 
 def _gemm_args(mode: str, m: int, cfg: Any, target: str) -> dict[str, Any]:
@@ -98,16 +110,23 @@ def _gemm_args(mode: str, m: int, cfg: Any, target: str) -> dict[str, Any]:
     if mode == "fp8_tensor":
         scales = (0, 0, 0, 0)
     elif block:
-        scales = (g_k, 1, g_k, 1) if not weight_only else (0, 0, g_k, 1)
-    else:  # per-token [M, 1] x per-channel [N]; weight-only: a_scale stands in with b_scale's strides
+        scales = (g_k, 1, g_k, 1)
+    else:  # per-token [M, 1] x per-channel [N]
         scales = (1, 0, 1, 0)
+    if weight_only:  # triton_gemm._weight_only_kernel
+        return dict(
+            a_ptr=_t(a_dtype), b_ptr=_t(b_dtype), c_ptr=_t(bf16), bs_ptr=_t(f32), bias_ptr=_t(bf16),
+            M=m, N=N, K=K, stride_am=K, stride_ak=1, stride_bn=K, stride_bk=1, stride_cm=N, stride_cn=1,
+            stride_bsn=scales[2], stride_bsk=scales[3], GROUP_N=SCALE_BLOCK if block else 1,
+            GROUP_K=SCALE_BLOCK if block else cfg.block_k, PROMOTE=block, HAS_BIAS=True, DOT_F32=False,
+            B_BITS=b_bits, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m)
     return dict(
         a_ptr=_t(a_dtype), b_ptr=_t(b_dtype), c_ptr=_t(bf16), as_ptr=_t(f32), bs_ptr=_t(f32), bias_ptr=_t(bf16),
         M=m, N=N, K=K, stride_am=K, stride_ak=1, stride_bn=K, stride_bk=1, stride_cm=N, stride_cn=1,
         stride_asm=scales[0], stride_ask=scales[1], stride_bsn=scales[2], stride_bsk=scales[3],
         GROUP_N=SCALE_BLOCK if block else 1, GROUP_K=SCALE_BLOCK if block else cfg.block_k, PROMOTE=block,
-        A_SCALED=not weight_only, B_TO_A=weight_only, INT8=mode == "int8", HAS_BIAS=True, DOT_F32=False,
-        B_BITS=b_bits, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m)
+        A_SCALED=True, INT8=mode == "int8", HAS_BIAS=True, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+        BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m)
 
 
 # mode -> targets it runs on (no e4m3 type / FP8 dots below sm_89: weight-only decodes bits there)
@@ -154,10 +173,10 @@ def quant_specs(target: str) -> list[Spec]:
                   ("quant_fp8_per_tensor", torch.float8_e4m3fn, True)]
     for name, dtype, fixed in kinds:
         for args, warps, cfg in tq.audit_launches(K, dtype, fixed):
-            specs.append(Spec(name, cfg, target, "quant", tuple(args.items()), warps, 1))
+            specs.append(Spec(name, cfg, target, "quant", _portable(args), warps, 1))
     if target in FP8_TARGETS:
         for args, warps, cfg in tq.audit_group_launches(K, SCALE_BLOCK):
-            specs.append(Spec("quant_fp8_per_group", cfg, target, "quant_groups", tuple(args.items()), warps, 1))
+            specs.append(Spec("quant_fp8_per_group", cfg, target, "quant_groups", _portable(args), warps, 1))
     return specs
 
 
@@ -172,7 +191,8 @@ def specs(targets: Iterable[str] = tuple(TARGETS), only_heuristic: bool = False,
                 continue
             for cfg, heur in gemm_configs(mode, target, only_heuristic, ms):
                 args = _gemm_args(mode, 32760, cfg, target)
-                out.append(Spec(f"gemm_{mode}", config_name(cfg), target, "gemm", tuple(args.items()),
+                fn_name = "weight_only" if mode.startswith("weight_only") else "gemm"
+                out.append(Spec(f"gemm_{mode}", config_name(cfg), target, fn_name, tuple(args.items()),
                                 cfg.num_warps, cfg.num_stages, fp8_dot=mode.startswith("fp8"),
                                 pipelined=mode in ("fp8_tensor", "fp8_token"), heuristic=heur))
         out += [s for s in quant_specs(target) if wanted is None or s.kernel in wanted]
@@ -183,9 +203,9 @@ def specs(targets: Iterable[str] = tuple(TARGETS), only_heuristic: bool = False,
 
 
 def _kernel_fn(name: str) -> Any:
-    if name == "gemm":
-        from comfyui_dit_quant.kernels.triton_gemm import _scaled_gemm_kernel
-        return _scaled_gemm_kernel
+    if name in ("gemm", "weight_only"):
+        from comfyui_dit_quant.kernels import triton_gemm as tg
+        return tg._scaled_gemm_kernel if name == "gemm" else tg._weight_only_kernel
     from comfyui_dit_quant.kernels import triton_quant as tq
     return tq._quant_kernel if name == "quant" else tq._quant_groups_kernel
 
@@ -201,6 +221,8 @@ def _source(fn: Any, args: dict[str, Any]) -> Any:
     attrs: dict[tuple[int, ...], Any] = {}
     for i, p in enumerate(fn.params):
         value = args[p.name]
+        if isinstance(value, Ptr):
+            value = torch.empty(16, dtype=value.dtype)
         if p.is_constexpr:
             signature[p.name], constexprs[(i,)] = "constexpr", value
             continue

@@ -12,8 +12,8 @@ audit (``bench/compiled_audit.py``) showed it must:
 
 - Hopper (sm_90): FP8 / INT8 tiles are at least 64 rows, the M of one warpgroup MMA (``wgmma``). A 16- or 32-row
   tile has no wgmma and Hopper has no FP8 ``mma.sync``: Triton would upcast the codes to fp16 and lose the FP8 rate.
-- sm_89 block-scaled FP8 and sm_80 weight-only (e4m3 decoded from bits) use 8-warp tiles of 64x128 / 128x64: the
-  default 128x128 / 4-warp 64x128 tiles reach 255 registers and spill there.
+- Block-scaled weight-only, sm_89 block-scaled FP8 and sm_80 weight-only (e4m3 decoded from bits) use 8-warp tiles
+  of 64x128 / 128x64: the default 128x128 / 4-warp 64x128 tiles reach 255 registers and spill there.
 - The software pipeline fits the GPU's shared memory per block (``SMEM_BY_CAPABILITY``): e.g. the weight-only
   128x128x128 x 3 stages tile (160 KB) does not fit an sm_89 / sm_86 block (99 KB); BLOCK_K halves first (down to
   32, and only while it divides the scale group), then stages drop (down to 2).
@@ -76,15 +76,15 @@ def gemm_config(m: int, n: int, k: int, group_k: int | None = None, weight_only:
     bk = 128 if group_k is None else min(128, group_k)
     cc = None if capability is None else tuple(capability)
     hopper_8bit = cc is not None and cc[0] == 9 and not weight_only
-    # mma.sync GPUs where the audit saw 255 registers and spills: the block-scaled FP8 loop on sm_89 (partial
-    # product + accumulator) and the e4m3 bit decoding of weight-only below sm_89 (sm_80); smaller / wider tiles.
+    # Where the audit saw 255 registers and spills with 4 warps: promoted loops (partial product + accumulator:
+    # block-scaled FP8 on sm_89, block-scaled weight-only) and the e4m3 bit decoding below sm_89 (sm_80).
     ada_block = cc is not None and cc[0] == 8 and cc >= (8, 9) and group_k is not None and not weight_only
     decoding = cc is not None and cc < (8, 9) and weight_only
     if m <= 16:
         cfg = GemmConfig(64, 64, bk, 1, 4, 3) if hopper_8bit else GemmConfig(16, 64, bk, 1, 4, 4 if weight_only else 3)
     elif m <= 64:
         cfg = GemmConfig(64 if hopper_8bit or m > 32 else 32, 64 if n < 4096 else 128, bk, 8, 4, 4)
-    elif decoding or (ada_block and m <= 512):
+    elif decoding or (m <= 512 and group_k is not None and (weight_only or ada_block)):
         cfg = GemmConfig(64, 128, bk, 8, 8, 4)
     elif m <= 512:
         cfg = GemmConfig(64, 128, bk, 8, 4, 4)

@@ -383,7 +383,7 @@ def test_main_prints_the_cache(fake_cuda: Path, capsys: pytest.CaptureFixture[st
 
 
 class FakeKernel:
-    """Stands in for ``_scaled_gemm_kernel``: records the tile config of every launch."""
+    """Stands in for ``_scaled_gemm_kernel`` / ``_weight_only_kernel``: records the tile config of every launch."""
 
     def __init__(self) -> None:
         self.launches: list[GemmConfig] = []
@@ -401,6 +401,7 @@ def test_launch_uses_the_selected_config_last(monkeypatch: pytest.MonkeyPatch) -
 
     kernel = FakeKernel()
     monkeypatch.setattr(tg, "_scaled_gemm_kernel", kernel)
+    monkeypatch.setattr(tg, "_weight_only_kernel", kernel)
     monkeypatch.setattr(tg, "_INTERPRETED", False)
     a, b = torch.zeros(M, 256, dtype=torch.int8), torch.zeros(320, 256, dtype=torch.int8)
     s_a, s_b = torch.ones(M, 1), torch.ones(320)
