@@ -243,7 +243,9 @@ def ptxas_usage(ptx: str, target: str) -> tuple[int, int]:
     with tempfile.TemporaryDirectory() as d:
         src = Path(d) / "k.ptx"
         src.write_text(ptx)
-        proc = subprocess.run([ptxas, "-v", f"--gpu-name={target}", str(src), "-o", str(Path(d) / "k.cubin")],
+        # the flags Triton's own make_cubin passes (Triton 3.9: line info, --regAllocOptLevel=2)
+        proc = subprocess.run([ptxas, "-lineinfo", "-v", "--regAllocOptLevel=2", f"--gpu-name={target}", str(src),
+                               "-o", str(Path(d) / "k.cubin")],
                               capture_output=True, text=True, check=True)
     log = proc.stdout + proc.stderr
     regs = re.search(r"Used (\d+) registers", log)

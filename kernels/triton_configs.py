@@ -12,8 +12,9 @@ audit (``bench/compiled_audit.py``) showed it must:
 
 - Hopper (sm_90): FP8 / INT8 tiles are at least 64 rows, the M of one warpgroup MMA (``wgmma``). A 16- or 32-row
   tile has no wgmma and Hopper has no FP8 ``mma.sync``: Triton would upcast the codes to fp16 and lose the FP8 rate.
-- Block-scaled weight-only, sm_89 block-scaled FP8 and sm_80 weight-only (e4m3 decoded from bits) use 8-warp tiles
-  of 64x128 / 128x64: the default 128x128 / 4-warp 64x128 tiles reach 255 registers and spill there.
+- Block-scaled weight-only, sm_89 block-scaled FP8 and sm_80 weight-only (e4m3 decoded from bits,
+  BLOCK_K <= 64) use 8-warp tiles of 64x128 / 128x64 above M = 32: 4-warp 64x128 tiles (and 128x128 ones there)
+  reach 255 registers and spill (``register_kind``, ``fits_registers``).
 - The software pipeline fits the GPU's shared memory per block (``SMEM_BY_CAPABILITY``): e.g. the weight-only
   128x128x128 x 3 stages tile (160 KB) does not fit an sm_89 / sm_86 block (99 KB); BLOCK_K halves first (down to
   32, and only while it divides the scale group), then stages drop (down to 2).
@@ -69,6 +70,31 @@ def fit_smem(cfg: GemmConfig, weight_only: bool, limit: int, group_k: int | None
     return cfg
 
 
+def register_kind(group_k: int | None, weight_only: bool, capability: tuple[int, int] | None) -> str:
+    """How register-hungry the kernel is, from the audit: ``"decoding"`` (weight-only below sm_89: e4m3 decoded
+    from bits), ``"promoted"`` (block-scaled weight-only: partial product + accumulator), ``"ada_block"``
+    (block-scaled FP8 on sm_89's mma.sync), else ``"plain"``. Outside "plain", 4-warp 64x128 tiles spill."""
+    cc = None if capability is None else tuple(capability)
+    if weight_only and cc is not None and cc < (8, 9):
+        return "decoding"
+    if group_k is not None and weight_only:
+        return "promoted"
+    if group_k is not None and cc is not None and cc[0] == 8 and cc >= (8, 9):
+        return "ada_block"
+    return "plain"
+
+
+def fits_registers(cfg: GemmConfig, kind: str) -> bool:
+    """A tuning alternative stays under 255 registers (no spills) for a kernel of this ``register_kind``: the
+    accumulator under 64 fp32 values per thread, and with decoding at most 64 weight codes per thread per step."""
+    threads = 32 * cfg.num_warps
+    if kind == "plain":
+        return True
+    if cfg.block_m * cfg.block_n // threads >= 64:
+        return False
+    return kind != "decoding" or cfg.block_n * cfg.block_k // threads <= 64
+
+
 def gemm_config(m: int, n: int, k: int, group_k: int | None = None, weight_only: bool = False,
                 capability: tuple[int, int] | None = None) -> GemmConfig:
     """A config for an [M, K] x [K, N] GEMM. ``group_k``: scale group along K (BLOCK_K must divide it).
@@ -76,20 +102,16 @@ def gemm_config(m: int, n: int, k: int, group_k: int | None = None, weight_only:
     bk = 128 if group_k is None else min(128, group_k)
     cc = None if capability is None else tuple(capability)
     hopper_8bit = cc is not None and cc[0] == 9 and not weight_only
-    # Where the audit saw 255 registers and spills with 4 warps: promoted loops (partial product + accumulator:
-    # block-scaled FP8 on sm_89, block-scaled weight-only) and the e4m3 bit decoding below sm_89 (sm_80).
-    ada_block = cc is not None and cc[0] == 8 and cc >= (8, 9) and group_k is not None and not weight_only
-    decoding = cc is not None and cc < (8, 9) and weight_only
+    kind = register_kind(group_k, weight_only, cc)
+    heavy, decoding = kind != "plain", kind == "decoding"
     if m <= 16:
         cfg = GemmConfig(64, 64, bk, 1, 4, 3) if hopper_8bit else GemmConfig(16, 64, bk, 1, 4, 4 if weight_only else 3)
-    elif m <= 64:
+    elif m <= 32 or (m <= 64 and not heavy):
         cfg = GemmConfig(64 if hopper_8bit or m > 32 else 32, 64 if n < 4096 else 128, bk, 8, 4, 4)
-    elif decoding or (m <= 512 and group_k is not None and (weight_only or ada_block)):
-        cfg = GemmConfig(64, 128, bk, 8, 8, 4)
     elif m <= 512:
-        cfg = GemmConfig(64, 128, bk, 8, 4, 4)
-    elif ada_block:
-        cfg = GemmConfig(128, 64, bk, 8, 8, 3)
+        cfg = GemmConfig(64, 128, min(bk, 64) if decoding else bk, 8, 8 if heavy else 4, 4)
+    elif decoding or kind == "ada_block":
+        cfg = GemmConfig(128, 64, min(bk, 64) if decoding else bk, 8, 8, 3)
     else:
         cfg = GemmConfig(128, 128, bk, 8, 8, 3)
     return cfg if capability is None else fit_smem(cfg, weight_only, smem_limit(capability), group_k)
