@@ -49,9 +49,9 @@ def smem_limit(capability: tuple[int, int] | None) -> int:
 
 
 def smem_bytes(cfg: GemmConfig, weight_only: bool) -> int:
-    """Shared memory the kernel holds: ``stages x (A tile + B tile)`` (A bf16/fp16 when weight-only, else 1-byte
-    codes; B always 1-byte codes) and, weight-only, the B tile converted in registers and staged once more for the
-    MMA (seen in the compiled code: +BLOCK_N x BLOCK_K bytes)."""
+    """An upper bound of the shared memory the kernel holds: ``stages x (A tile + B tile)`` (A bf16/fp16 when
+    weight-only, else 1-byte codes; B always 1-byte codes), weight-only + one more BLOCK_N x BLOCK_K bytes of
+    layout-conversion scratch (the audit measured at most 512 bytes more: block scales)."""
     a_bytes = 2 if weight_only else 1
     staged = cfg.block_n * cfg.block_k if weight_only else 0
     return cfg.num_stages * (cfg.block_m * cfg.block_k * a_bytes + cfg.block_n * cfg.block_k) + staged
