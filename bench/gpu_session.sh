@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
-# One-shot GPU session: the GPU test tier (tests/gpu) and the benchmarks, in one command that ends within ~9
-# minutes (a device machine is lent for 30 minutes of device time, 10 minutes per command). See bench/README.md.
+# One-shot GPU session: the benchmarks and a quick GPU test subset, in one command that ends within 7 minutes (a
+# device machine is lent for 15 minutes of device time in all, machine start ~1-2 minutes included, 10 minutes per
+# command at most). See bench/README.md.
 #
-#   bash bench/gpu_session.sh [--quick] [--only info,tests,linear,dit_block]
+#   bash bench/gpu_session.sh [--quick] [--only info,linear,dit_block,tests]
 #
-# Run from the repository root. Steps, in this order, each under `timeout` against one shared deadline
-# (SESSION_BUDGET seconds, default 540); a step that fails or times out never stops the next:
+# Run from the repository root. Steps, in this order (the numbers that matter first), each under `timeout` against
+# one shared deadline (SESSION_BUDGET seconds, default 420); a step that fails or times out never stops the next, and
+# each writes its JSON as it finishes (a session cut short still returns what it measured):
 #   info       bench/device_info.py: versions, probed capabilities, the backend each request picks per scheme
-#   tests      python -m pytest tests/gpu (pytest-xdist workers and pytest-timeout when installed)
-#   linear     bench/linear.py: every scheme x backend on Wan-14B GEMM shapes (JSON rewritten after each shape)
+#   linear     bench/linear.py at M = 32760 and 75600 first, then 4096 and 256 (JSON rewritten after each shape),
+#              Triton tuning off (COMFYUI_DIT_QUANT_TUNE=0 unless set: heuristic configs, no tuning compiles)
 #   dit_block  bench/dit_block.py: one Wan-14B block, bf16 vs each scheme (needs diffusers, see below)
-# --quick: a smoke run (trimmed test matrix, small benchmark shapes). Without CUDA everything runs on the CPU in
-# smoke sizes and tests/gpu skips (the CPU test tests/test_gpu_session.py runs it that way).
+#   tests      python -m pytest tests/gpu, the quick subset (DIT_QUANT_GPU_QUICK=1; xdist workers, pytest-timeout)
+# The time plan (each step's cap and the total) is printed first. --quick: a smoke run (small benchmark shapes).
+# Without CUDA everything runs on the CPU in smoke sizes and tests/gpu skips (tests/test_gpu_session.py runs it so).
 #
 # Results, flat in $OUT (the device machine's return folder; ./bench/out when unset), 6 files (7 on CUDA):
 #   session.log  gpu_tests.log  gpu_tests.xml  device-<gpu>.json  linear-<gpu>.json  dit_block-<gpu>.json
 #   tuning-<gpu>.json  the Triton GEMM configs tuned at first use (kernels/triton_tuning.py) by linear and dit_block,
 #                      copied from the session's tuning cache $COMFYUI_DIT_QUANT_CACHE_DIR (default
 #                      $TMPDIR/dit_quant_tuning, kept across commands on a warm machine) and printed in session.log;
-#                      tests/gpu runs with tuning off except its own tuning tests (temporary caches).
+#                      (none when tuning is off); tests/gpu tunes only in its own tuning tests (temporary caches).
 #
 # Imports work offline: the package is put on PYTHONPATH as `comfyui_dit_quant` through a symlink to this
 # checkout (no pip, no build backend needed), and the wheels in .whl/ (git-ignored) are installed with
@@ -39,13 +42,13 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 PY=${PYTHON:-python3}
 OUT=${OUT:-$PWD/bench/out}
-BUDGET=${SESSION_BUDGET:-540}
-INFO_S=${INFO_S:-60}
-TESTS_S=${TESTS_S:-200}
-LINEAR_S=${LINEAR_S:-200}
-DIT_S=${DIT_S:-100}
+BUDGET=${SESSION_BUDGET:-420}
+INFO_S=${INFO_S:-40}
+LINEAR_S=${LINEAR_S:-210}
+DIT_S=${DIT_S:-80}
+TESTS_S=${TESTS_S:-90}
 QUICK=0
-ONLY="info,tests,linear,dit_block"
+ONLY="info,linear,dit_block,tests"
 
 while (($#)); do
     case $1 in
@@ -63,12 +66,32 @@ OUT=$(cd "$OUT" && pwd)
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-${TMPDIR:-/tmp}/dit_quant_triton_cache}
 export COMFYUI_DIT_QUANT_CACHE_DIR=${COMFYUI_DIT_QUANT_CACHE_DIR:-${TMPDIR:-/tmp}/dit_quant_tuning}
+export COMFYUI_DIT_QUANT_TUNE=${COMFYUI_DIT_QUANT_TUNE:-0}
 START=$SECONDS
 DEADLINE=$((START + BUDGET))
 SUMMARY=()
 FAILURES=0
 
 wants() { [[ ",$ONLY," == *",$1,"* ]]; }
+
+# The time plan: each wanted step's cap, in order, and when the session ends at the latest.
+print_plan() {
+    local at=0 step cap
+    echo "== time plan (budget ${BUDGET}s = $((BUDGET / 60)) min $((BUDGET % 60)) s; device time lent: 15 min in all):"
+    for step in info linear dit_block tests; do
+        wants "$step" || continue
+        case $step in
+            info) cap=$INFO_S ;;
+            linear) cap=$LINEAR_S ;;
+            dit_block) cap=$DIT_S ;;
+            tests) cap=$TESTS_S ;;
+        esac
+        ((at + cap > BUDGET)) && cap=$((BUDGET - at))
+        printf '   %-10s %4ss cap, by %4ss\n' "$step" "$cap" "$((at + cap))"
+        at=$((at + cap))
+    done
+    echo "   total      ${at}s at most (+ tuning print and file copies, seconds)"
+}
 
 # Seconds a step may run: its cap, or what is left of the session budget.
 limit_for() {
@@ -183,6 +206,7 @@ collect_tuning() {
 main() {
     echo "gpu_session.sh: quick=$QUICK only=$ONLY budget=${BUDGET}s out=$OUT"
     echo "tuning cache: $COMFYUI_DIT_QUANT_CACHE_DIR (COMFYUI_DIT_QUANT_TUNE=${COMFYUI_DIT_QUANT_TUNE:-1})"
+    print_plan
     setup_imports
     print_environment
 
@@ -202,30 +226,13 @@ main() {
         lin_args=(--m 256,4096 --shapes 5120x5120 --iters 5 --warmup 2)
         dit_args=(--frames 2 --height 16 --width 16 --iters 3 --warmup 1)
     else
-        lin_args=()
+        lin_args=(--m 32760,75600,4096,256)
         dit_args=()
     fi
 
     if wants info; then
         run_step info "$(limit_for "$INFO_S")" "$PY" bench/device_info.py --device "$device" \
             --json "$OUT/device-$gpu.json"
-    fi
-
-    if wants tests; then
-        local pytest_args=(tests/gpu -q -rfEsxXP --maxfail=30 --durations=20 -p no:cacheprovider
-                           "--junitxml=$OUT/gpu_tests.xml")
-        if [[ $device == cuda ]] && "$PY" -c "import xdist" 2>/dev/null; then
-            pytest_args+=(-n "${GPU_TEST_WORKERS:-6}")
-        fi
-        if "$PY" -c "import pytest_timeout" 2>/dev/null; then
-            pytest_args+=(--timeout=180)
-        fi
-        # shellcheck disable=SC2206 - PYTEST_EXTRA is split on purpose
-        pytest_args+=(${PYTEST_EXTRA:-})
-        local ok_rc=""
-        [[ $device == cpu ]] && ok_rc=5  # pytest: no test collected (every module skipped itself)
-        OK_RC=$ok_rc STEP_LOG="$OUT/gpu_tests.log" run_step tests "$(limit_for "$TESTS_S")" \
-            env DIT_QUANT_GPU_QUICK="$QUICK" "$PY" -m pytest "${pytest_args[@]}"
     fi
 
     if wants linear; then
@@ -245,6 +252,23 @@ main() {
             echo "== dit_block: skipped, diffusers is not importable (carry .whl, see the top of this script)"
             SUMMARY+=("dit_block: skipped (no diffusers)")
         fi
+    fi
+
+    if wants tests; then
+        local pytest_args=(tests/gpu -q -rfEsxXP --maxfail=30 --durations=20 -p no:cacheprovider
+                           "--junitxml=$OUT/gpu_tests.xml")
+        if [[ $device == cuda ]] && "$PY" -c "import xdist" 2>/dev/null; then
+            pytest_args+=(-n "${GPU_TEST_WORKERS:-6}")
+        fi
+        if "$PY" -c "import pytest_timeout" 2>/dev/null; then
+            pytest_args+=(--timeout=180)
+        fi
+        # shellcheck disable=SC2206 - PYTEST_EXTRA is split on purpose
+        pytest_args+=(${PYTEST_EXTRA:-})
+        local ok_rc=""
+        [[ $device == cpu ]] && ok_rc=5  # pytest: no test collected (every module skipped itself)
+        OK_RC=$ok_rc STEP_LOG="$OUT/gpu_tests.log" run_step tests "$(limit_for "$TESTS_S")" \
+            env DIT_QUANT_GPU_QUICK=1 "$PY" -m pytest "${pytest_args[@]}"
     fi
 
     collect_tuning "$device" "$gpu"

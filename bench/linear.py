@@ -6,7 +6,11 @@ and cast at scale 1, per-tensor ``_scaled_mm``). Each scheme is timed through th
 every implementation of the scheme (cuBLAS blockwise and the Triton kernels included, even where the policy would
 not pick them: a failure is recorded as ``error``), on CPU the policy's candidates. ``policy`` says whether the
 policy lists that backend for this device. Median of CUDA-event timings with rotating inputs;
-TFLOPS = 2·M·N·K / t; ``rel_err`` = mean|out - bf16| / mean|bf16|.
+TFLOPS = 2·M·N·K / t; ``rel_err`` = mean|out - bf16| / mean|bf16|. Beside each row: ``roof_ms``, the roofline
+time at the GPU's datasheet peaks (``bench/roofline.py``: bytes moved and operations, activation quantization
+included; empty for GPUs not in its table and on CPU), ``of_roof`` = roof_ms / ms (1.0 = at the limit),
+``peak_mib`` (``torch.cuda.max_memory_allocated`` over the row's calls, inputs included) and ``weight_mib`` (the
+scheme's stored weight and scales).
 
     python bench/linear.py [--m 256,4096,32760,75600] [--json bench/results/linear-<gpu>.json] [--budget 200]
     python bench/linear.py --device cpu --m 64 --shapes 256x512 --iters 3   # smoke run
@@ -32,6 +36,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SCHEMES, WAN_SHAPES, bench, environment, rel_error, save, write
+from roofline import peaks_for, roofline_ms, weight_bytes
 
 from comfyui_dit_quant.kernels.detect import detect_caps
 from comfyui_dit_quant.kernels.dispatch import backend_for
@@ -48,7 +53,9 @@ IMPLEMENTATIONS = {
     "int8": ["int_mm", "triton_int8"],
     "fp8_weight_only": ["triton_weight_only", "dequant_mm"],
 }
-COLUMNS = ["M", "K", "N", "scheme", "backend", "policy", "ms", "tflops", "speedup", "rel_err", "error"]
+COLUMNS = ["M", "K", "N", "scheme", "backend", "policy", "ms", "roof_ms", "of_roof", "tflops", "speedup", "rel_err",
+           "peak_mib", "weight_mib", "error"]
+MIB = 2**20
 
 
 def comfy_fp8_fast(x: torch.Tensor, w_t: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None,
@@ -78,21 +85,35 @@ def run_shape(m: int, k: int, n: int, device: torch.device, iters: int, warmup: 
     bias = torch.randn(n, device=device, dtype=torch.bfloat16, generator=gen)
     flops = 2.0 * m * n * k
     ref = F.linear(xs[0], w, bias)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     t_bf16 = bench(lambda i: F.linear(xs[i % ROTATE], w, bias), device, warmup=warmup, iters=iters)
     base = {"M": m, "K": k, "N": n}
     rows = [{**base, "scheme": "bf16", "backend": "F.linear", "ms": t_bf16, "tflops": flops / t_bf16 / 1e9,
-             "speedup": 1.0, "rel_err": 0.0}]
+             "speedup": 1.0, "rel_err": 0.0,
+             "peak_mib": torch.cuda.max_memory_allocated(device) / MIB if device.type == "cuda" else None}]
+
+    peaks = peaks_for(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
+    roof = roofline_ms(m, n, k, "bf16", "F.linear", peaks) if peaks else None
+    rows[0].update(roof_ms=roof, of_roof=roof / t_bf16 if roof else None, weight_mib=weight_bytes(n, k, "bf16") / MIB)
 
     def add(scheme: str, backend: str, fn: Any, **info: Any) -> None:
+        roof = roofline_ms(m, n, k, scheme, backend, peaks) if peaks else None
+        extra = {"roof_ms": roof, "weight_mib": weight_bytes(n, k, scheme) / MIB}
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         try:
             err = rel_error(fn(0), ref)  # the first call also compiles (Triton JIT): not timed
             t = bench(fn, device, warmup=warmup, iters=iters)
         except Exception as e:  # a benchmark records what failed and goes on
-            rows.append({**base, "scheme": scheme, "backend": backend, **info,
+            rows.append({**base, "scheme": scheme, "backend": backend, **info, **extra,
                          "error": f"{type(e).__name__}: {e}"[:300]})
             return
-        rows.append({**base, "scheme": scheme, "backend": backend, **info, "ms": t, "tflops": flops / t / 1e9,
-                     "speedup": t_bf16 / t, "rel_err": err})
+        if device.type == "cuda":
+            extra["peak_mib"] = torch.cuda.max_memory_allocated(device) / MIB
+        rows.append({**base, "scheme": scheme, "backend": backend, **info, **extra, "ms": t,
+                     "of_roof": roof / t if roof else None, "tflops": flops / t / 1e9, "speedup": t_bf16 / t,
+                     "rel_err": err})
 
     caps = detect_caps(device.type, device.index or 0)
     if caps.scaled_mm and (labels is None or "comfy_fp8_fast" in labels):

@@ -1,17 +1,30 @@
 """Scaled GEMMs in Triton: ``C = (A * a_scale) @ (B * b_scale).T + bias``, B stored [N, K] (codes).
 
-One kernel, three uses (constexpr flags):
+Two kernels:
+
+``_scaled_gemm_kernel`` (8-bit A and B, constexpr flags):
 
 - block-scaled FP8: ``1 x bk`` A scales x ``bn x bk`` B scales, fp32 promotion every scale group of K
   (``acc += dot(a, b) * sa[:, None] * sb[None, :]``);
 - per-tensor / per-token x per-channel FP8 and INT8: plain accumulation (fp32, or int32 for INT8), scales in the
   epilogue; FP8 dots promote to fp32 every BLOCK_K (``max_num_imprecise_acc``: sm_90 otherwise keeps Triton's
-  default of reduced-precision tensor-core accumulation over all of K);
-- weight-only FP8: bf16/fp16 A, B codes converted exactly to A's dtype in registers, B scales per channel (epilogue)
-  or per block (promoted per group). Triton has an e4m3 type only on sm_89+; below that (A100, RTX 30xx) the codes
-  are read as uint8 and decoded from their bits (``B_BITS``), so the path never needs FP8 hardware.
+  default of reduced-precision tensor-core accumulation over all of K). The dot accumulates into ``acc``
+  (``acc = tl.dot(a, b, acc)``, not ``acc += tl.dot(a, b)``): on Hopper that keeps one wgmma group in flight
+  (``wgmma.wait_group 1`` in the K loop, checked by ``bench/compiled_audit.py``).
 
-Bias and the output dtype are fused in the epilogue; M, N and K tails are masked.
+``_weight_only_kernel``: bf16/fp16 A, FP8 B codes converted exactly to A's dtype in registers, B scales per
+channel (epilogue) or per block (promoted per group). It computes the transposed tile (``W @ X^T``) so that the
+converted weight is the MMA's register operand: no round trip through shared memory before each MMA, wgmma (and a
+group in flight, per-channel) on Hopper at every M. Triton has an e4m3 type only on sm_89+; below that (A100,
+RTX 30xx) the codes are read as uint8 and decoded from their bits (``B_BITS``): no FP8 hardware needed.
+
+Bias and the output dtype are fused in the epilogues; M, N and K tails are masked.
+
+What still waits for every MMA on Hopper (``wgmma.wait_group 0`` in the loop; Triton makes a dot asynchronous only
+when its accumulator is a loop-carried value that nothing else reads): the block-scaled loops (each step's
+partial product is read to be scaled; promoting one step late with a second accumulator was compiled and still
+waits, at 255 registers and spills, so it is not used; promoting less often is exact only for equal scales) and,
+in Triton 3.9, the INT8 loop (int32 accumulator) even in the accumulate-into form.
 
 Tile configs: a caller's ``cfg`` wins; otherwise ``triton_tuning.select_config`` (tuned at first use per GPU and
 shape bucket on CUDA, cached on disk; the ``triton_configs`` heuristic elsewhere and under the interpreter).
@@ -38,8 +51,7 @@ def _scaled_gemm_kernel(a_ptr, b_ptr, c_ptr, as_ptr, bs_ptr, bias_ptr, M, N, K,
                         stride_am, stride_ak, stride_bn, stride_bk, stride_cm, stride_cn,
                         stride_asm, stride_ask, stride_bsn, stride_bsk,
                         GROUP_N: tl.constexpr, GROUP_K: tl.constexpr, PROMOTE: tl.constexpr,
-                        A_SCALED: tl.constexpr, B_TO_A: tl.constexpr, INT8: tl.constexpr, HAS_BIAS: tl.constexpr,
-                        DOT_F32: tl.constexpr, B_BITS: tl.constexpr,
+                        A_SCALED: tl.constexpr, INT8: tl.constexpr, HAS_BIAS: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
     pid = tl.program_id(0)
     num_m = tl.cdiv(M, BLOCK_M)
@@ -67,16 +79,8 @@ def _scaled_gemm_kernel(a_ptr, b_ptr, c_ptr, as_ptr, bs_ptr, bias_ptr, M, N, K,
     for k0 in range(0, K, BLOCK_K):
         mask_k = k0 + offs_k < K
         a = tl.load(a_ptrs, mask=mask_m[:, None] & mask_k[None, :], other=0.0)
-        if B_BITS:  # e4m3 codes as uint8 (no e4m3 type on this GPU): decode the bits
-            b = e4m3_bits_to_float(tl.load(b_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0)).to(a.dtype)
-        else:
-            b = tl.load(b_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-        if B_TO_A and not B_BITS:
-            b = b.to(a.dtype)
-        if DOT_F32:  # interpreter only: its bf16 dot multiplies raw bits
-            a = a.to(tl.float32)
-            b = b.to(tl.float32)
-        if PROMOTE:
+        b = tl.load(b_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+        if PROMOTE:  # waits for each MMA by construction: see the module docstring
             kg = k0 // GROUP_K
             sb = tl.load(bs_col + kg * stride_bsk, mask=mask_n, other=0.0)
             part = tl.dot(a, b, out_dtype=tl.float32) * sb[None, :]
@@ -84,10 +88,10 @@ def _scaled_gemm_kernel(a_ptr, b_ptr, c_ptr, as_ptr, bs_ptr, bias_ptr, M, N, K,
                 sa = tl.load(as_row + kg * stride_ask, mask=mask_m, other=0.0)
                 part = part * sa[:, None]
             acc += part
-        elif INT8 or B_TO_A:
-            acc += tl.dot(a, b)
+        elif INT8:
+            acc = tl.dot(a, b, acc)
         else:  # FP8 x FP8: Hopper accumulates FP8 dots imprecisely unless told to promote (here: every tile)
-            acc += tl.dot(a, b, max_num_imprecise_acc=BLOCK_K)
+            acc = tl.dot(a, b, acc, max_num_imprecise_acc=BLOCK_K)
         a_ptrs += BLOCK_K * stride_ak
         b_ptrs += BLOCK_K * stride_bk
 
@@ -102,6 +106,65 @@ def _scaled_gemm_kernel(a_ptr, b_ptr, c_ptr, as_ptr, bs_ptr, bias_ptr, M, N, K,
     if c_ptr.dtype.element_ty == tl.bfloat16:
         out = round_to_bf16(out)
     tl.store(c_ptrs, out.to(c_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+
+
+@triton.jit
+def _weight_only_kernel(a_ptr, b_ptr, c_ptr, bs_ptr, bias_ptr, M, N, K,
+                        stride_am, stride_ak, stride_bn, stride_bk, stride_cm, stride_cn, stride_bsn, stride_bsk,
+                        GROUP_N: tl.constexpr, GROUP_K: tl.constexpr, PROMOTE: tl.constexpr, HAS_BIAS: tl.constexpr,
+                        DOT_F32: tl.constexpr, B_BITS: tl.constexpr,
+                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+    """Weight-only, transposed: ``acc[BLOCK_N, BLOCK_M] = W_tile @ X_tile^T``. The weight converted in registers
+    is the MMA's first operand, which Hopper's wgmma reads from registers: no staging of the converted tile
+    through shared memory, and (per-channel scales) a wgmma group in flight. The wgmma M is BLOCK_N (>= 64) and
+    its N is BLOCK_M, so small token counts keep wgmma too."""
+    pid = tl.program_id(0)
+    num_m = tl.cdiv(M, BLOCK_M)
+    num_n = tl.cdiv(N, BLOCK_N)
+    group = GROUP_M * num_n
+    first_m = (pid // group) * GROUP_M
+    size_m = tl.minimum(num_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % group) % size_m
+    pid_n = (pid % group) // size_m
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    mask_m = offs_m < M
+    mask_n = offs_n < N
+    w_ptrs = b_ptr + offs_n[:, None].to(tl.int64) * stride_bn + offs_k[None, :] * stride_bk
+    x_ptrs = a_ptr + offs_k[:, None] * stride_ak + offs_m[None, :].to(tl.int64) * stride_am
+    bs_row = bs_ptr + (offs_n // GROUP_N) * stride_bsn
+
+    acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        mask_k = k0 + offs_k < K
+        x = tl.load(x_ptrs, mask=mask_k[:, None] & mask_m[None, :], other=0.0)
+        if B_BITS:  # e4m3 codes as uint8 (no e4m3 type on this GPU): decode the bits
+            w = e4m3_bits_to_float(tl.load(w_ptrs, mask=mask_n[:, None] & mask_k[None, :], other=0))
+        else:
+            w = tl.load(w_ptrs, mask=mask_n[:, None] & mask_k[None, :], other=0.0)
+        w = w.to(x.dtype)  # exact: e4m3 values are bf16 / fp16 values
+        if DOT_F32:  # interpreter only: its bf16 dot multiplies raw bits
+            w = w.to(tl.float32)
+            x = x.to(tl.float32)
+        if PROMOTE:  # block scales: one partial product per scale group, promoted in fp32
+            sb = tl.load(bs_row + (k0 // GROUP_K) * stride_bsk, mask=mask_n, other=0.0)
+            acc += tl.dot(w, x, out_dtype=tl.float32) * sb[:, None]
+        else:
+            acc = tl.dot(w, x, acc)
+        w_ptrs += BLOCK_K * stride_bk
+        x_ptrs += BLOCK_K * stride_ak
+
+    out = acc
+    if not PROMOTE:
+        out = out * tl.load(bs_row, mask=mask_n, other=0.0)[:, None]
+    if HAS_BIAS:
+        out += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[:, None]
+    c_ptrs = c_ptr + offs_m[None, :].to(tl.int64) * stride_cm + offs_n[:, None] * stride_cn
+    if c_ptr.dtype.element_ty == tl.bfloat16:
+        out = round_to_bf16(out)
+    tl.store(c_ptrs, out.to(c_ptr.dtype.element_ty), mask=mask_n[:, None] & mask_m[None, :])
 
 
 def _strides(scale: torch.Tensor) -> tuple[int, int]:
@@ -129,18 +192,26 @@ def _launch(a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor | None, b_sc
         if group_k is not None and group_k % c.block_k:
             raise ValueError(f"BLOCK_K={c.block_k} must divide the scale group {group_k}")
         grid = (triton.cdiv(m, c.block_m) * triton.cdiv(n, c.block_n),)
+        if weight_only:
+            _weight_only_kernel[grid](
+                a, b, out, b_scale, b_scale if bias is None else bias, m, n, k,
+                a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1),
+                *_strides(b_scale), GROUP_N=group_n, GROUP_K=group_k or c.block_k, PROMOTE=group_k is not None,
+                HAS_BIAS=bias is not None, DOT_F32=a.dtype == torch.bfloat16 and _INTERPRETED, B_BITS=b_bits,
+                BLOCK_M=c.block_m, BLOCK_N=c.block_n, BLOCK_K=c.block_k, GROUP_M=c.group_m,
+                num_warps=c.num_warps, num_stages=c.num_stages)
+            return
         _scaled_gemm_kernel[grid](
             a, b, out, a_scale, b_scale, b_scale if bias is None else bias, m, n, k,
             a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1),
             *_strides(a_scale), *_strides(b_scale),
             GROUP_N=group_n, GROUP_K=group_k or c.block_k, PROMOTE=group_k is not None,
-            A_SCALED=not weight_only, B_TO_A=weight_only, INT8=int8, HAS_BIAS=bias is not None,
-            DOT_F32=a.dtype == torch.bfloat16 and _INTERPRETED, B_BITS=b_bits,
+            A_SCALED=not weight_only, INT8=int8, HAS_BIAS=bias is not None,
             BLOCK_M=c.block_m, BLOCK_N=c.block_n, BLOCK_K=c.block_k, GROUP_M=c.group_m,
             num_warps=c.num_warps, num_stages=c.num_stages)
 
     if cfg is None:  # tuned at first use on CUDA (timing writes `out`: the launch below rewrites it), else heuristic
-        cfg = gemm_config(m, n, k, group_k, weight_only) if _INTERPRETED else \
+        cfg = gemm_config(m, n, k, group_k, weight_only, _capability(a.device)) if _INTERPRETED else \
             select_config(a.device, m, n, k, group_n, group_k, weight_only, int8, launch)
     launch(cfg)
     return out
@@ -161,9 +232,20 @@ def scaled_mm(a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor, b_scale: 
 
 
 @functools.cache
+def _cuda_capability(index: int) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(index)
+
+
+def _capability(device: torch.device) -> tuple[int, int] | None:
+    """The CUDA device's compute capability (asked once per device), None elsewhere."""
+    if device.type != "cuda":
+        return None
+    return _cuda_capability(device.index if device.index is not None else torch.cuda.current_device())
+
+
 def _lacks_e4m3(index: int) -> bool:
-    """Triton has an e4m3 type only from sm_89 on (asked once per device, not per call)."""
-    return torch.cuda.get_device_capability(index) < (8, 9)
+    """Triton has an e4m3 type only from sm_89 on."""
+    return _cuda_capability(index) < (8, 9)
 
 
 def weight_only_mm(x: torch.Tensor, b: torch.Tensor, b_scale: torch.Tensor, block: tuple[int, int] | None,

@@ -167,11 +167,11 @@ def select_config(device: torch.device, m: int, n: int, k: int, group_n: int, gr
     """The tile config for one GEMM on ``device``: cached, else tuned with ``run`` (which launches the GEMM with a
     given config on the caller's tensors) where tuning is allowed, else the heuristic. See the module docstring.
     ``run`` may be called several times per candidate; the caller launches once more with the returned config."""
-    heuristic = gemm_config(m, n, k, group_k, weight_only)
     if not uses_cache(device):
-        return heuristic
+        return gemm_config(m, n, k, group_k, weight_only)
     index = device.index if device.index is not None else torch.cuda.current_device()
     info = device_info(index)
+    heuristic = gemm_config(m, n, k, group_k, weight_only, info.capability)
     memo = (info, m_bucket(m), n, k, group_n, group_k, weight_only, int8)
     cfg = _RESOLVED.get(memo)  # every call of a layer after its first: one dict lookup
     if cfg is not None:
@@ -188,7 +188,10 @@ def select_config(device: torch.device, m: int, n: int, k: int, group_n: int, gr
         cfg = store.configs.get(key)  # another thread may have tuned it meanwhile
         if cfg is not None and (group_k is None or group_k % cfg.block_k == 0):
             return cfg
-        cands = candidates(m, n, k, group_k, weight_only, int8, info.smem)
+        cands = candidates(m, n, k, group_k, weight_only, int8, info.smem, info.capability)
+        if len(cands) == 1:  # nothing to compare: no compile, no timing, nothing stored
+            _RESOLVED[memo] = heuristic
+            return heuristic
         with torch.cuda.device(index) if torch.cuda.is_available() else contextlib.nullcontext():
             cfg, entry = _tune(key, m, cands, run, timer or cuda_timer)
         store.put(key, cfg, entry)

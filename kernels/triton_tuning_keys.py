@@ -9,7 +9,13 @@ from dataclasses import dataclass
 
 import torch
 
-from .triton_configs import GemmConfig, gemm_config
+from .triton_configs import (
+    GemmConfig,
+    fits_registers,
+    gemm_config,
+    register_kind,
+    smem_bytes,
+)
 
 MAX_CANDIDATES = 5
 SMEM_LIMIT = 200 * 1024  # bytes of shared memory a candidate's pipeline may need (H100/H200 have 227 KB per block)
@@ -75,40 +81,43 @@ def shape_key(info: DeviceInfo, m: int, n: int, k: int, group_n: int, group_k: i
 # --- candidates ----------------------------------------------------------------------------------------------------
 
 
-def smem_bytes(cfg: GemmConfig, weight_only: bool) -> int:
-    """Shared memory the software pipeline holds: ``stages x (A tile + B tile)`` (A bf16/fp16 when weight-only,
-    else 1-byte codes; B always 1-byte codes)."""
-    return cfg.num_stages * (cfg.block_m * cfg.block_k * (2 if weight_only else 1) + cfg.block_n * cfg.block_k)
-
-
 def _next_pow2(x: int) -> int:
     return 1 << max(0, x - 1).bit_length()
 
 
 def candidates(m: int, n: int, k: int, group_k: int | None = None, weight_only: bool = False, int8: bool = False,
-               smem_limit: int = SMEM_LIMIT) -> list[GemmConfig]:
+               smem_limit: int = SMEM_LIMIT, capability: tuple[int, int] | None = None) -> list[GemmConfig]:
     """Configs worth timing for one GEMM: the heuristic first (always), then up to ``MAX_CANDIDATES - 1``
     alternatives typical of Hopper / Ampere FP8 / INT8 GEMMs (tile shape, BLOCK_K, warps, pipeline depth).
 
     Alternatives keep BLOCK_K a divisor of ``group_k`` (the scale group the block-scaled kernel promotes on),
     BLOCK_K >= 32 for FP8 / INT8 dots (16 for the bf16 / fp16 dots of weight-only), tiles no larger than the
-    problem needs, and the pipeline within ``smem_limit`` bytes of shared memory."""
-    h = gemm_config(m, n, k, group_k, weight_only)
+    problem needs, the pipeline within ``smem_limit`` bytes of shared memory, and on Hopper (``capability`` 9.x)
+    8-bit tiles of at least 64 rows (the wgmma M), and for register-hungry kernels (``fits_registers``) no tile
+    the audit saw spill. Only tiles the compiled-kernel audit (``bench/compiled_audit.py``,
+    every mode on sm_90a / sm_89 / sm_80) compiles without register spills are listed: 128-row tiles with 4 warps,
+    128x256 and 256x128 spill on sm_90a and are gone; 64x128x128 with 4 warps (vLLM's H200 pick) is first above
+    M = 512. A shape whose list is the heuristic alone is not timed at all (``select_config``)."""
+    h = gemm_config(m, n, k, group_k, weight_only, capability)
     bk = h.block_k
+    hopper_8bit = capability is not None and capability[0] == 9 and not weight_only
+    kind = register_kind(group_k, weight_only, capability)
     if m <= 16:
-        alts = [(16, 32, bk, 1, 4, 4), (16, 128, bk, 1, 4, 4), (16, 64, bk, 1, 4, 5), (16, 64, 2 * bk, 1, 4, 3),
-                (16, 64, bk // 2, 1, 4, 6), (32, 64, bk, 1, 4, 4)]
+        alts = [(64, 32, bk, 1, 4, 4), (64, 128, bk, 1, 4, 3), (64, 64, bk, 1, 4, 4)] if hopper_8bit else \
+            [(16, 32, bk, 1, 4, 4), (16, 128, bk, 1, 4, 4), (16, 64, bk, 1, 4, 5), (16, 64, 2 * bk, 1, 4, 3),
+             (16, 64, bk // 2, 1, 4, 6), (32, 64, bk, 1, 4, 4)]
     elif m <= 64:
         bm = h.block_m
         alts = [(bm, 192 - h.block_n, bk, 8, 4, 4), (bm, h.block_n, bk, 8, 4, 5), (bm, 256, bk, 8, 8, 3),
-                (bm, 128, bk // 2, 8, 4, 5), (bm, 64, 2 * bk, 8, 4, 3)]  # 192 - bn: 64 <-> 128
+                (bm, 128, bk // 2, 8, 4, 5), (bm, 64, 2 * bk, 8, 4, 3), (bm, 128, bk // 2, 8, 8, 4),
+                (bm, 64, bk // 2, 8, 4, 4)]  # 192 - bn: 64 <-> 128
     elif m <= 512:
         alts = [(128, 128, bk, 8, 8, 3), (64, 256, bk, 8, 8, 3), (64, 64, bk, 8, 4, 4), (64, 128, bk // 2, 8, 4, 5),
-                (64, 128, bk, 8, 4, 3)]
+                (64, 128, bk, 8, 4, 3), (64, 128, bk, 8, 8, 3), (128, 64, bk, 8, 8, 3), (64, 128, bk // 2, 8, 8, 4)]
     else:
-        alts = [(128, 256, bk, 8, 8, 3), (256, 128, bk, 8, 8, 3), (128, 128, bk, 8, 4, 4),
-                (128, 256, bk // 2, 8, 8, 4), (128, 128, bk // 2, 8, 4, 5), (64, 128, bk, 8, 4, 4),
-                (128, 128, bk // 2, 8, 4, 3), (64, 128, bk // 2, 8, 4, 4)]  # the last two fit ~100 KB (sm_89)
+        alts = [(64, 128, bk, 8, 4, 4), (128, 128, bk // 2, 8, 8, 4), (128, 128, bk, 8, 8, 4),
+                (64, 128, bk // 2, 8, 4, 5), (64, 128, bk, 8, 4, 3), (64, 128, bk, 8, 8, 4), (128, 64, bk, 8, 8, 4),
+                (64, 128, bk // 2, 8, 8, 4)]
     min_bk = 16 if weight_only else 32
     max_m = max(h.block_m, _next_pow2(m))
     max_n = max(h.block_n, _next_pow2(n))
@@ -119,7 +128,8 @@ def candidates(m: int, n: int, k: int, group_k: int | None = None, weight_only: 
             break
         c = GemmConfig(bm, bn, bk_, gm, warps, stages)
         if (c in out or bk_ < min_bk or bk_ > 256 or (group_k is not None and group_k % bk_)
-                or bm > max_m or bn > max_n or bk_ > max_k or smem_bytes(c, weight_only) > smem_limit):
+                or bm > max_m or bn > max_n or bk_ > max_k or smem_bytes(c, weight_only) > smem_limit
+                or (hopper_8bit and bm < 64) or not fits_registers(c, kind)):
             continue
         out.append(c)
     return out

@@ -53,9 +53,9 @@ def _results(path: Path) -> tuple[dict, list[dict]]:
 def test_quick_session_on_cpu(tmp_path: Path) -> None:
     out = tmp_path / "out"
     env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": "",
-           "TMPDIR": str(tmp_path), "SESSION_BUDGET": "400"}
+           "TMPDIR": str(tmp_path)}  # the default budget: 420 s
     env.pop("TRITON_INTERPRET", None)
-    proc = _bash(str(SCRIPT), "--quick", env=env, timeout=420)
+    proc = _bash(str(SCRIPT), "--quick", env=env, timeout=480)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
 
@@ -69,6 +69,13 @@ def test_quick_session_on_cpu(tmp_path: Path) -> None:
     session = (out / "session.log").read_text()
     assert "== summary" in session and "tests: ok" in session and "linear: ok" in session
     assert "comfyui_dit_quant 0.1.0" in session  # importable through the symlink
+    plan = session[session.index("== time plan"):session.index("total ")]
+    steps = [ln.split()[0] for ln in plan.splitlines()[1:] if ln.strip()]
+    assert steps == ["info", "linear", "dit_block", "tests"], plan
+    assert "budget 420s = 7 min" in plan and "15 min" in plan
+    # the benchmarks first, the test subset last; tuning off unless asked
+    assert session.index("== linear (") < session.index("== tests (")
+    assert "COMFYUI_DIT_QUANT_TUNE=0" in session
     tests_log = (out / "gpu_tests.log").read_text()
     assert "no CUDA device: GPU tier skipped" in tests_log
 
@@ -81,7 +88,8 @@ def test_quick_session_on_cpu(tmp_path: Path) -> None:
     assert not [r for r in rows if r.get("error")], [r for r in rows if r.get("error")]
     assert {r["scheme"] for r in rows} == {"bf16", "comfy_fp8_fast", *SCHEME_LABELS}
     for r in rows:
-        assert {"M", "K", "N", "scheme", "backend", "ms", "tflops", "speedup", "rel_err"} <= set(r), r
+        assert {"M", "K", "N", "scheme", "backend", "ms", "tflops", "speedup", "rel_err", "roof_ms",
+                "weight_mib"} <= set(r), r
         assert r["ms"] > 0 and r["rel_err"] < 0.05, r
     autos = [r for r in rows if r["backend"].startswith("auto=")]
     assert sorted(r["scheme"] for r in autos) == sorted(SCHEME_LABELS)

@@ -44,6 +44,17 @@ def test_activation_quant(m: int, dtype: torch.dtype, kind: str, group: int) -> 
     check_activation_quant(m, K, dtype, kind, group, m_major=m == 17)
 
 
+@pytest.mark.parametrize("kind", ["fp8_token", "int8_token", "fp8_tensor", "fp8_static"])
+def test_activation_quant_rows_too_long_for_one_pass(kind: str) -> None:
+    """Rows longer than ``triton_quant.ROW_MAX`` take the two-pass path (amax, then quantize, in CHUNK steps)."""
+    from comfyui_dit_quant.kernels import triton_quant as tq
+
+    k = tq.ROW_MAX + tq.CHUNK + 40  # three chunks, the last one partial
+    args, _ = tq._row_args(torch.empty(1, k), torch.empty(1, k, dtype=torch.int8), torch.empty(1, 1), False, 1)
+    assert not args["SINGLE"]
+    check_activation_quant(3, k, torch.bfloat16, kind, 0)
+
+
 def test_zero_rows_stay_finite() -> None:
     check_zero_rows(K)
 

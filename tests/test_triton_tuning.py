@@ -124,6 +124,34 @@ def test_candidates_fill_up_to_the_limit_for_real_shapes() -> None:
         assert len(tt.candidates(m, 5120, 5120, None, int8=True)) == tt.MAX_CANDIDATES
 
 
+def test_capability_aware_heuristic_and_candidates() -> None:
+    """Hopper: 8-bit tiles of >= 64 rows (16/32-row tiles have no wgmma, and Hopper no FP8 mma.sync); every GPU:
+    the heuristic's pipeline fits its shared memory; 64x128x128 with 4 warps is tried first above M = 512."""
+    for m in (1, 16, 17, 40, 64, 300, 4096, 75600):
+        for gk, wo, i8 in ((None, False, False), (128, False, False), (None, False, True), (None, True, False)):
+            cands = tt.candidates(m, 5120, 5120, gk, wo, i8, tt.SMEM_LIMIT, (9, 0))
+            assert cands[0] == gemm_config(m, 5120, 5120, gk, wo, (9, 0)), (m, gk, wo)
+            if not wo:
+                assert all(c.block_m >= 64 for c in cands), (m, gk, i8, cands)
+    for cc, limit in (((8, 9), 101376), ((8, 6), 101376), ((8, 0), 166912), ((9, 0), 232448)):
+        for m in (1, 40, 300, 4096):
+            for gk in (None, 128):
+                for wo in (False, True):
+                    assert tt.smem_bytes(gemm_config(m, 5120, 5120, gk, wo, cc), wo) <= limit, (cc, m, gk, wo)
+    assert gemm_config(4096, 5120, 5120, None, True) == GemmConfig(128, 128, 128, 8, 8, 3)  # 160 KB
+    assert gemm_config(4096, 5120, 5120, None, True, (8, 9)) == GemmConfig(128, 128, 64, 8, 8, 3)
+    assert gemm_config(16, 5120, 5120, None, False, (9, 0)).block_m == 64
+    assert tt.candidates(4096, 5120, 5120, 128, capability=(9, 0))[1] == GemmConfig(64, 128, 128, 8, 4, 4)
+
+
+def test_a_shape_with_only_the_heuristic_is_not_timed(monkeypatch: pytest.MonkeyPatch, fake_cuda: Path) -> None:
+    heuristic = gemm_config(M, N, K, None, False, INFO.capability)
+    monkeypatch.setattr(tt, "candidates", lambda *a, **kw: [heuristic])
+    fake = Fake()
+    assert select(fake) == heuristic and select(fake) == heuristic
+    assert fake.timed == 0 and fake.runs == [] and not tt.cache_file(INFO, fake_cuda).exists()
+
+
 # --- the tuner and its cache ------------------------------------------------------------------------------------------
 
 
@@ -355,7 +383,7 @@ def test_main_prints_the_cache(fake_cuda: Path, capsys: pytest.CaptureFixture[st
 
 
 class FakeKernel:
-    """Stands in for ``_scaled_gemm_kernel``: records the tile config of every launch."""
+    """Stands in for ``_scaled_gemm_kernel`` / ``_weight_only_kernel``: records the tile config of every launch."""
 
     def __init__(self) -> None:
         self.launches: list[GemmConfig] = []
@@ -373,6 +401,7 @@ def test_launch_uses_the_selected_config_last(monkeypatch: pytest.MonkeyPatch) -
 
     kernel = FakeKernel()
     monkeypatch.setattr(tg, "_scaled_gemm_kernel", kernel)
+    monkeypatch.setattr(tg, "_weight_only_kernel", kernel)
     monkeypatch.setattr(tg, "_INTERPRETED", False)
     a, b = torch.zeros(M, 256, dtype=torch.int8), torch.zeros(320, 256, dtype=torch.int8)
     s_a, s_b = torch.ones(M, 1), torch.ones(320)

@@ -1,0 +1,91 @@
+"""The compiled-kernel audit (``bench/compiled_audit.py``) on this CPU machine: Triton kernels compiled ahead of
+time for sm_90a / sm_89 / sm_80 with Triton's bundled ptxas, no GPU.
+
+Live: the heuristic configs of the M buckets that carry the work (M <= 512 and large M, Wan-14B N x K) of every
+GEMM mode and the activation quantizers, on every target (46 compilations: 45 s on 2 cores with an empty Triton
+cache, seconds with a warm one). Every row must have zero spills, shared memory within the target's limit, native
+FP8 MMA on sm_89 / sm_90a and, on sm_90a, wgmma with a group in flight in the FP8 K loops with epilogue scales
+(the block-scaled loop waits by construction: ``compiled_audit.Spec.pipelined``). The committed table for the installed
+Triton version (every config the heuristic and the tuner may pick) must follow the same rules, cover exactly what
+the audit would compile today, and agree with the live rows (so a kernel edit without a new table fails here:
+``python bench/compiled_audit.py`` rewrites it).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("triton", reason="triton is not importable: nothing to compile")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import compiled_audit as ca
+
+LIVE_MS = (512, 32760)
+
+
+@pytest.fixture(scope="module")
+def live() -> list[ca.Result]:
+    return ca.audit(ca.specs(only_heuristic=True, ms=LIVE_MS), jobs=2)
+
+
+@pytest.mark.slow
+def test_live_heuristic_kernels_follow_the_rules(live: list[ca.Result]) -> None:
+    assert {r.spec.target for r in live} == set(ca.TARGETS)
+    assert len(live) >= 35, len(live)
+    problems = ca.check(live)
+    assert not problems, "\n".join(problems)
+    for r in live:
+        assert tuple(r.row) == ca.KEYS, r.row
+        assert r.row["registers"] <= 255 and r.row["shared_memory_bytes"] >= 0, r.row
+        if r.spec.pipelined and r.spec.target == "sm_90a":
+            assert r.row["mma"] == "wgmma" and 1 in r.loop_waits, r.row
+
+
+@pytest.mark.slow
+def test_quantizers_use_16_byte_accesses(live: list[ca.Result]) -> None:
+    """Per-token activation quant: 16-byte vector loads of the bf16 row and 16-byte stores of its codes."""
+    rows = [r for r in live if r.spec.kernel in ("quant_fp8_per_token", "quant_int8_per_token")]
+    assert len(rows) == 10  # single pass (K = 5120 in registers) and two passes, FP8 on sm_90a / sm_89, INT8 on all
+    assert sum("single pass" in r.spec.config for r in rows) == 5
+    for r in rows:
+        assert (r.load_bytes, r.store_bytes) == (16, 16), (r.spec.kernel, r.spec.target, r.load_bytes,
+                                                           r.store_bytes)
+
+
+def _problems(rows: list[dict]) -> list[str]:
+    out = []
+    for row in rows:
+        where = f"{row['kernel']} [{row['config']}] on {row['target']}"
+        if row["registers"] is None:
+            out.append(f"{where}: did not compile")
+            continue
+        if row["spill_bytes"]:
+            out.append(f"{where}: spills {row['spill_bytes']} bytes")
+        if row["shared_memory_bytes"] > ca.TARGETS[row["target"]][1]:
+            out.append(f"{where}: {row['shared_memory_bytes']} bytes of shared memory")
+        pipelined = row["kernel"] in ("gemm_fp8_tensor", "gemm_fp8_token")
+        if row["kernel"].startswith("gemm_fp8") and row["target"] == "sm_90a" and (
+                row["mma"] != "wgmma" or (pipelined and max(row["wgmma_waits"], default=0) < 1)):
+            out.append(f"{where}: mma {row['mma']}, wgmma waits {row['wgmma_waits']}")
+    return out
+
+
+@pytest.mark.slow
+def test_committed_table(live: list[ca.Result]) -> None:
+    path = ca.default_path()
+    if not path.exists():
+        pytest.skip(f"no committed audit table for this Triton version ({path.name})")
+    rows = json.loads(path.read_text())
+    assert all(tuple(r) == ca.KEYS for r in rows), "rows must have exactly the keys " + ", ".join(ca.KEYS)
+    problems = _problems(rows)
+    assert not problems, "\n".join(problems)
+    table = {(r["kernel"], r["config"], r["target"]): r for r in rows}
+    expected = {(s.kernel, s.config, s.target) for s in ca.specs()}
+    assert set(table) == expected, (f"stale table {path.name} (rerun bench/compiled_audit.py): missing "
+                                    f"{sorted(expected - set(table))[:5]}, extra {sorted(set(table) - expected)[:5]}")
+    for r in live:
+        assert table[(r.spec.kernel, r.spec.config, r.spec.target)] == r.row, r.row
