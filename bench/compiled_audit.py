@@ -302,7 +302,7 @@ def compile_one(spec: Spec) -> Result:
         ptx = k.asm["ptx"]
         regs, spill = ptxas_usage(ptx, spec.target)
         info = read_ptx(ptx)
-    except Exception as e:
+    except Exception as e:  # a kernel that does not compile is a row with an error
         row.update(registers=None, spill_bytes=None, shared_memory_bytes=None, mma="none", wgmma_waits=[],
                    tma=False)
         return Result(spec, row, error=f"{type(e).__name__}: {e}"[:400])
