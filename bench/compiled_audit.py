@@ -55,7 +55,7 @@ class Spec:
     kernel: str
     config: str
     target: str
-    fn_name: str  # "gemm" | "weight_only" | "quant" | "quant_groups"
+    fn_name: str  # "gemm" | "weight_only" | "quant" | "quant_groups" | "int8_epilogue"
     args: tuple[tuple[str, Any], ...]  # runtime values (``Ptr`` for pointers) and constexprs
     num_warps: int
     num_stages: int
@@ -180,6 +180,19 @@ def quant_specs(target: str) -> list[Spec]:
     return specs
 
 
+def epilogue_specs(target: str) -> list[Spec]:
+    """The INT8 GEMM epilogue (``_int_mm``'s int32 result → scaled bf16 + bias) as ``triton_epilogue`` launches it
+    on a Wan FFN layer (M = 32760, N = 13824)."""
+    from comfyui_dit_quant.kernels import triton_epilogue as te
+
+    m, n = 32760, 13824
+    args = {"acc_ptr": Ptr(torch.int32), "xs_ptr": Ptr(torch.float32), "ws_ptr": Ptr(torch.float32),
+            "bias_ptr": Ptr(torch.bfloat16), "out_ptr": Ptr(torch.bfloat16), "M": m, "N": n, "stride_am": n,
+            "stride_om": n, "HAS_BIAS": True, "BLOCK_M": te.BLOCK_M, "BLOCK_N": te.BLOCK_N}
+    return [Spec("int8_epilogue", f"{te.BLOCK_M}x{te.BLOCK_N}_w{te.NUM_WARPS}", target, "int8_epilogue",
+                 _portable(args), te.NUM_WARPS, 1)]
+
+
 def specs(targets: Iterable[str] = tuple(TARGETS), only_heuristic: bool = False,
           kernels: Iterable[str] | None = None, ms: Iterable[int] = MS) -> list[Spec]:
     """Every (kernel, config, target) to compile: GEMM configs of the M buckets of ``ms``, then the quantizers."""
@@ -195,7 +208,7 @@ def specs(targets: Iterable[str] = tuple(TARGETS), only_heuristic: bool = False,
                 out.append(Spec(f"gemm_{mode}", config_name(cfg), target, fn_name, tuple(args.items()),
                                 cfg.num_warps, cfg.num_stages, fp8_dot=mode.startswith("fp8"),
                                 pipelined=mode in ("fp8_tensor", "fp8_token"), heuristic=heur))
-        out += [s for s in quant_specs(target) if wanted is None or s.kernel in wanted]
+        out += [s for s in quant_specs(target) + epilogue_specs(target) if wanted is None or s.kernel in wanted]
     return out
 
 
@@ -206,6 +219,9 @@ def _kernel_fn(name: str) -> Any:
     if name in ("gemm", "weight_only"):
         from comfyui_dit_quant.kernels import triton_gemm as tg
         return tg._scaled_gemm_kernel if name == "gemm" else tg._weight_only_kernel
+    if name == "int8_epilogue":
+        from comfyui_dit_quant.kernels import triton_epilogue as te
+        return te._int8_epilogue_kernel
     from comfyui_dit_quant.kernels import triton_quant as tq
     return tq._quant_kernel if name == "quant" else tq._quant_groups_kernel
 

@@ -12,6 +12,7 @@ import triton.language as tl
 from .triton_rounding import round_to_bf16
 
 BLOCK_M, BLOCK_N = 32, 128  # a [32, 128] int32 tile per program: 16-byte loads along N
+NUM_WARPS = 4
 
 
 @triton.jit
@@ -46,5 +47,5 @@ def int8_epilogue(acc: torch.Tensor, x_scale: torch.Tensor, w_scale: torch.Tenso
     ws = w_scale.float().reshape(-1).contiguous()
     grid = (triton.cdiv(m, BLOCK_M), triton.cdiv(n, BLOCK_N))
     _int8_epilogue_kernel[grid](acc, xs, ws, ws if bias is None else bias, out, m, n, acc.stride(0), out.stride(0),
-                                HAS_BIAS=bias is not None, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, num_warps=4)
+                                HAS_BIAS=bias is not None, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, num_warps=NUM_WARPS)
     return out
