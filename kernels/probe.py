@@ -99,7 +99,8 @@ def _triton_works(caps: DeviceCaps, x: torch.Tensor, w: torch.Tensor, bias: torc
     wq, ws = ref.quant_fp8_per_token(w)
     ws = ws.reshape(-1)
     expected = ref.weight_only_mm(x, wq, ws, None, bias, BF16)
-    cfg = gemm_config(m, n, k, None, True)
+    cc = caps.capability  # the configs this GPU runs (Hopper's 8-bit tiles differ from the generic ones)
+    cfg = gemm_config(m, n, k, None, True, cc)
     if not _agrees(lambda: tg.weight_only_mm(x, wq, ws, None, bias, BF16, cfg=cfg), expected, "triton weight-only"):
         return False
     if not caps.fp8_tensor_cores:
@@ -111,6 +112,6 @@ def _triton_works(caps: DeviceCaps, x: torch.Tensor, w: torch.Tensor, bias: torc
 
     def block() -> torch.Tensor:
         xq, xs = tq.quant_fp8_per_group(x, 128)
-        return tg.block_scaled_mm(xq, wbq, xs, wb, 128, 128, bias, BF16, cfg=gemm_config(m, n, k, 128))
+        return tg.block_scaled_mm(xq, wbq, xs, wb, 128, 128, bias, BF16, cfg=gemm_config(m, n, k, 128, False, cc))
 
     return _agrees(block, exp_b, "triton block")
