@@ -7,7 +7,8 @@ A pattern is parsed with the ``re`` module's own parser and scored by a worst-ca
   alternation whose branches can start with the same character (or match nothing), is refused: such nesting is
   exponential (``(a+)+``, ``(a|a)*``, ``([a-z]|[a-z0-9])*``);
 * a pattern's *degree* is the number of variable-length repeats in sequence (a fixed ``{k}`` repeat counts its body
-  k times; a repeat ending the pattern does not count, it cannot be backtracked into). Matching costs about
+  k times; a repeat ending the pattern does not count, it cannot be backtracked into; a short bounded one such as
+  ``?`` or ``{1,3}`` multiplies the paths instead, by its number of choices). Matching costs about
   ``len(name) ** (degree + 1)`` steps, so at most ``MAX_DEGREE`` is allowed (``.*norm.*``: 1, ``.*a.*b``: 2);
 * ambiguous alternations multiply the paths tried; at most ``MAX_PATHS`` are allowed.
 
@@ -26,6 +27,7 @@ import re
 MAX_LENGTH = 500
 MAX_DEGREE = 2
 MAX_PATHS = 64
+MAX_BOUNDED_CHOICES = 8  # a repeat of at most this many extra copies counts as choices (paths), not degree
 _C = sre_parse  # the opcode constants live in the parser's namespace
 _REPEATS = {op for n in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT") if (op := getattr(_C, n, None))}
 _PROBES = [chr(i) for i in range(128)] + ["\u00e9", "\u0660", "\u4e00", "\u2028"]
@@ -44,7 +46,7 @@ def check_regex(regex: str) -> None:
     ignore_case = bool(tree.state.flags & re.IGNORECASE)
     degree, paths = _cost(list(tree), ignore_case, top=True)
     if degree > MAX_DEGREE:
-        raise UnsafeRegexError(f"{degree} variable-length repeats (*, +, ?, {{m,n}}) in sequence; at most "
+        raise UnsafeRegexError(f"{degree} variable-length repeats (*, +, {{m,}}) in sequence; at most "
                                f"{MAX_DEGREE} are allowed, since the matching time grows as the layer name's "
                                f"length to the power {degree + 1}")
     if paths > MAX_PATHS:
@@ -73,6 +75,8 @@ def _item_cost(op, av, ic: bool) -> tuple[int, int]:
         if d or p > 1:
             raise UnsafeRegexError("a repeated group holds another variable-length repeat or overlapping "
                                    "alternatives (as in (a+)+ or (a|a)*), whose matching time is exponential")
+        if hi - lo <= MAX_BOUNDED_CHOICES:  # ``?``, ``{2,4}``: a few choices, not one per character of the name
+            return 0, hi - lo + 1
         return 1, 1
     if op == _C.SUBPATTERN:
         return _cost(list(av[-1]), ic)

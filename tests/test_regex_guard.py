@@ -11,7 +11,8 @@ from comfyui_dit_quant.quant.ignore import MAX_NAME, MAX_PATTERNS, IgnoreMatcher
 from comfyui_dit_quant.quant.regex_guard import MAX_LENGTH, UnsafeRegexError, check_regex
 
 CATASTROPHIC = "^([a-z_.0-9]|[a-z_.0-9]|[a-z_.0-9])*$Z"  # issue #16: 3.5 s at 16 characters, x3 per character
-LEGIT = [r"blocks\.(0|39)\.", r".*norm.*", r"^head\.", r"blocks\.\d+\.(attn|ffn)", r"(q|k|v)$", r"[^.]+\.weight$",
+LEGIT = [r"^(?:blocks\.)?\d+\.ffn\.\d+$", r"^(model\.)?blocks\.\d{1,2}\.cross_attn",
+         r"blocks\.(0|39)\.", r".*norm.*", r"^head\.", r"blocks\.\d+\.(attn|ffn)", r"(q|k|v)$", r"[^.]+\.weight$",
          r"(?:blocks|transformer_blocks)\.\d+\..*", r"(?i)NORM", r"(a|b)*c", r"blocks\.[0-9]{1,2}\.ffn", r".*a.*b"]
 
 
