@@ -458,7 +458,7 @@ def qwen_image(edit: bool) -> Example:
     if edit:
         changes = [
             swap(37, "DiTQuantLoadFP8DiT", "Load FP8 DiT in place of UNETLoader (same qwen_image_edit_fp8_e4m3fn file: "
-                 "a plain FP8 cast, requantized into the chosen scheme with scales)"),
+                 "a plain FP8 cast: FP8 schemes keep its codes under scale 1, INT8 requantizes them)"),
             insert(61, 38, "DiTQuantApplyFP8StorageCLIP",
                    "Apply FP8 Weight Storage to CLIP inserted after CLIPLoader: it stores a bf16 text encoder in FP8; "
                    "on the template's fp8_scaled encoder it leaves the layers as they are", granularity="per-channel"),
@@ -476,7 +476,7 @@ def qwen_image(edit: bool) -> Example:
                        "Qwen-Image-Edit (FP8 at load)", "ComfyUI's Qwen-Image-Edit template quantized at load; "
                        "a 4-step Lightning LoRA switch", text, changes)
     changes = [swap(37, "DiTQuantLoadFP8DiT", "Load FP8 DiT in place of UNETLoader (same qwen_image_fp8_e4m3fn file: "
-                    "a plain FP8 cast, requantized into the chosen scheme with scales)")]
+                    "a plain FP8 cast: FP8 schemes keep its codes under scale 1, INT8 requantizes them)")]
     text = ("Qwen-Image text to image at 1328x1328, 20 steps, cfg 4, shift 3.1. The template's "
             "qwen_image_fp8_e4m3fn.safetensors is a plain FP8 cast: Load FP8 DiT requantizes it with scales; "
             "qwen_image_bf16.safetensors (same repository) gives results closer to bf16. " + LOADER_TEXT + " "
