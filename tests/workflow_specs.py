@@ -478,7 +478,8 @@ def qwen_image(edit: bool) -> Example:
     changes = [swap(37, "DiTQuantLoadFP8DiT", "Load FP8 DiT in place of UNETLoader (same qwen_image_fp8_e4m3fn file: "
                     "a plain FP8 cast: FP8 schemes keep its codes under scale 1, INT8 requantizes them)")]
     text = ("Qwen-Image text to image at 1328x1328, 20 steps, cfg 4, shift 3.1. The template's "
-            "qwen_image_fp8_e4m3fn.safetensors is a plain FP8 cast: Load FP8 DiT requantizes it with scales; "
+            "qwen_image_fp8_e4m3fn.safetensors is a plain FP8 cast: Load FP8 DiT keeps its FP8 codes (scale 1) "
+            "under the FP8 schemes; "
             "qwen_image_bf16.safetensors (same repository) gives results closer to bf16. " + LOADER_TEXT + " "
             + LIGHTNING_TEXT.format(label="Enable Lightning LoRA", steps=8)
             + " LoRA: Qwen-Image-Lightning-8steps-V1.0, strength 1 (8 steps, cfg 1).")
