@@ -47,20 +47,25 @@ _INTERPRETED = bool(triton.knobs.runtime.interpret)
 
 
 @triton.jit
-def _scaled_gemm_kernel(a_ptr, b_ptr, c_ptr, as_ptr, bs_ptr, bias_ptr, M, N, K,
-                        stride_am, stride_ak, stride_bn, stride_bk, stride_cm, stride_cn,
-                        stride_asm, stride_ask, stride_bsn, stride_bsk,
-                        GROUP_N: tl.constexpr, GROUP_K: tl.constexpr, PROMOTE: tl.constexpr,
-                        A_SCALED: tl.constexpr, INT8: tl.constexpr, HAS_BIAS: tl.constexpr,
-                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+def _tile(M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+    """This program's (row, column) tile, grouped GROUP_M tile rows at a time (better L2 reuse of B)."""
     pid = tl.program_id(0)
     num_m = tl.cdiv(M, BLOCK_M)
     num_n = tl.cdiv(N, BLOCK_N)
     group = GROUP_M * num_n
     first_m = (pid // group) * GROUP_M
     size_m = tl.minimum(num_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % group) % size_m
-    pid_n = (pid % group) // size_m
+    return first_m + (pid % group) % size_m, (pid % group) // size_m
+
+
+@triton.jit
+def _scaled_gemm_kernel(a_ptr, b_ptr, c_ptr, as_ptr, bs_ptr, bias_ptr, M, N, K,
+                        stride_am, stride_ak, stride_bn, stride_bk, stride_cm, stride_cn,
+                        stride_asm, stride_ask, stride_bsn, stride_bsk,
+                        GROUP_N: tl.constexpr, GROUP_K: tl.constexpr, PROMOTE: tl.constexpr,
+                        A_SCALED: tl.constexpr, INT8: tl.constexpr, HAS_BIAS: tl.constexpr,
+                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+    pid_m, pid_n = _tile(M, N, BLOCK_M, BLOCK_N, GROUP_M)
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -118,14 +123,7 @@ def _weight_only_kernel(a_ptr, b_ptr, c_ptr, bs_ptr, bias_ptr, M, N, K,
     is the MMA's first operand, which Hopper's wgmma reads from registers: no staging of the converted tile
     through shared memory, and (per-channel scales) a wgmma group in flight. The wgmma M is BLOCK_N (>= 64) and
     its N is BLOCK_M, so small token counts keep wgmma too."""
-    pid = tl.program_id(0)
-    num_m = tl.cdiv(M, BLOCK_M)
-    num_n = tl.cdiv(N, BLOCK_N)
-    group = GROUP_M * num_n
-    first_m = (pid // group) * GROUP_M
-    size_m = tl.minimum(num_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % group) % size_m
-    pid_n = (pid % group) // size_m
+    pid_m, pid_n = _tile(M, N, BLOCK_M, BLOCK_N, GROUP_M)
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
