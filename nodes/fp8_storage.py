@@ -19,7 +19,8 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..quant.ignore import IgnoreMatcher
-from ..quant.storage import StorageReport, apply_fp8_storage
+from ..quant.report import QuantReport
+from ..quant.storage import apply_fp8_storage
 from .patcher_copy import patcher_for_model, unpatched_weights
 
 log = logging.getLogger(__name__)
@@ -47,17 +48,17 @@ def _remap(obj: object, src: object, mapping: dict[int, torch.nn.Module], skip: 
             setattr(obj, k, types.MethodType(v.__func__, mapping[id(v.__self__)]))
 
 
-def _convert(root: torch.nn.Module, patcher, granularity: str, ignored: str, keep_first_last: bool = False):
+def _convert(root: torch.nn.Module, patcher, granularity: str, ignored: str, what: str, keep_first_last: bool = False):
     return apply_fp8_storage(root, GRANULARITY_CHOICES[granularity], ignored, device=patcher.offload_device,
-                             source=unpatched_weights(patcher), keep_first_last=keep_first_last)
+                             source=unpatched_weights(patcher), keep_first_last=keep_first_last, what=what)
 
 
 def fp8_vae(vae: comfy.sd.VAE, granularity: str = "per-channel", ignored: str = "", keep_first_last: bool = True
-            ) -> tuple[comfy.sd.VAE, StorageReport]:
+            ) -> tuple[comfy.sd.VAE, QuantReport]:
     """A new VAE whose Linear / Conv weights are stored in FP8; ``vae`` is untouched. ``keep_first_last``: the
     first and last layer of each top-level part (encoder, decoder, quant convs) stay in the original dtype."""
     vae.throw_exception_if_invalid()
-    model, report, mapping = _convert(vae.first_stage_model, vae.patcher, granularity, ignored, keep_first_last)
+    model, report, mapping = _convert(vae.first_stage_model, vae.patcher, granularity, ignored, "VAE", keep_first_last)
     new = copy.copy(vae)  # VAE has no clone(): settings are shared, model and patcher are new
     _remap(new, vae, mapping, ("first_stage_model", "patcher"))
     new.first_stage_model = model
@@ -68,9 +69,9 @@ def fp8_vae(vae: comfy.sd.VAE, granularity: str = "per-channel", ignored: str = 
 
 
 def fp8_clip(clip: comfy.sd.CLIP, granularity: str = "per-channel", ignored: str = "") -> tuple[comfy.sd.CLIP,
-                                                                                                 StorageReport]:
+                                                                                                 QuantReport]:
     """A new CLIP whose Linear / Conv weights are stored in FP8; ``clip`` is untouched."""
-    model, report, mapping = _convert(clip.cond_stage_model, clip.patcher, granularity, ignored)
+    model, report, mapping = _convert(clip.cond_stage_model, clip.patcher, granularity, ignored, "CLIP")
     new = clip.clone()
     new.cond_stage_model = model
     new.patcher = patcher_for_model(clip.patcher, model)
@@ -85,8 +86,8 @@ def _validate_ignore(ignored_layers: str) -> bool | str:
     return True
 
 
-def _report_text(kind: str, report: StorageReport) -> str:
-    text = report.summary(kind)
+def _report_text(kind: str, report: QuantReport) -> str:
+    text = report.summary()
     log.info("Apply FP8 Weight Storage to %s: %s", kind, text.replace("\n", "; "))
     return text
 

@@ -1,4 +1,5 @@
-"""What a quantization run did: layers quantized (scheme, backend), layers kept and why, bytes."""
+"""What a quantization run did: layers quantized (scheme, backend), layers kept and why, bytes. One report type
+for every node and the CLI: DiT quantization, INT8 conversion, ModelOpt loading and FP8 weight storage."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from typing import Any
 @dataclass
 class LayerRecord:
     name: str
-    shape: tuple[int, int]
+    shape: tuple[int, ...]
     scheme: str = ""
     backend: str = ""
     reason: str = ""
+    kind: str = ""  # what happened to it, where a run tells cases apart (FP8 storage: stored / already / ignored /
+    # not eligible / first-last)
+    nbytes: int = 0  # its weight's bytes as they are in the result
 
 
 def size_text(n_bytes: int) -> str:
@@ -30,6 +34,12 @@ class QuantReport:
     notes: list[str] = field(default_factory=list)
     scheme_why: str = ""  # why this scheme (scheme "auto"'s choice for the device); shown in the headline
     backend_why: dict[str, str] = field(default_factory=dict)  # backend -> why it is the one that runs
+    details: list[str] = field(default_factory=list)  # lines right after the headline (a run's own breakdown)
+    unused_patterns: list[str] = field(default_factory=list)  # ignore patterns that matched no layer
+
+    def of_kind(self, kind: str) -> list[LayerRecord]:
+        """The quantized and kept records of one ``kind``, in order."""
+        return [r for r in (*self.quantized, *self.skipped) if r.kind == kind]
 
     def backends(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -54,11 +64,13 @@ class QuantReport:
     def summary(self, max_skipped: int = 12, context: tuple[str, ...] | list[str] = ()) -> str:
         """Human-readable summary (what the nodes and the CLI print): the headline first, then ``context`` (the
         file, the family), the layers kept and the notes."""
-        lines = [*self.headline(), *context]
+        lines = [*self.headline(), *context, *self.details]
         for rec in self.skipped[:max_skipped]:
             lines.append(f"  kept {rec.name} {list(rec.shape)}: {rec.reason}")
         if len(self.skipped) > max_skipped:
             lines.append(f"  ... and {len(self.skipped) - max_skipped} more kept")
+        if self.unused_patterns:
+            lines.append(f"ignore patterns matching no layer: {', '.join(self.unused_patterns)}")
         lines.extend(self.notes)
         return "\n".join(lines)
 

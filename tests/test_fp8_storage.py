@@ -83,6 +83,15 @@ class TinyNet(nn.Module):
         return self.head(h)
 
 
+def names(report, kind: str) -> list[str]:
+    """Layers of one kind in a storage report (stored, already, ignored, not eligible, first-last)."""
+    return [r.name for r in report.of_kind(kind)]
+
+
+def reasons(report, kind: str) -> dict[str, str]:
+    return {r.name: r.reason for r in report.of_kind(kind)}
+
+
 def make_net(dtype: torch.dtype = torch.float32, seed: int = 0) -> TinyNet:
     torch.manual_seed(seed)
     return TinyNet().to(dtype).eval()
@@ -152,7 +161,7 @@ def test_output_close_and_compute_in_original_dtype(dtype: torch.dtype, granular
         assert y.dtype == dtype and cos(y, y_ref) >= 0.999, name  # one layer: FP8 storage error only
     y = torch.randn(2, 16, 3, 6, 6, generator=gen).to(dtype)
     assert cos(new.causal(y), net.causal(y)) >= 0.999
-    assert sorted(n for n, _ in report.stored) == sorted(LAYERS)
+    assert sorted(names(report, "stored")) == sorted(LAYERS)
     for name in LAYERS:
         layer = new.get_submodule(name)
         assert is_fp8_stored(layer) and layer.weight.dtype == FP8_DTYPE and layer.fp8_orig_dtype == dtype
@@ -186,8 +195,9 @@ def test_applying_twice_equals_once() -> None:
     net = make_net()
     once, r1, _ = apply_fp8_storage(net, "channel")
     twice, r2, _ = apply_fp8_storage(once, "tensor")  # already-stored layers are kept as they are
-    assert len(r1.stored) == 5 and not r1.already
-    assert not r2.stored and sorted(r2.already) == sorted(LAYERS) and r2.bytes_saved == 0
+    assert len(names(r1, "stored")) == 5 and not names(r1, "already")
+    assert not names(r2, "stored") and sorted(names(r2, "already")) == sorted(LAYERS)
+    assert r2.bytes_before == r2.bytes_after
     assert torch.equal(once(X), twice(X))
     s1, s2 = once.state_dict(), twice.state_dict()
     assert s1.keys() == s2.keys() and all(torch.equal(s1[k].float(), s2[k].float()) for k in s1)
@@ -197,8 +207,9 @@ def test_applying_twice_equals_once() -> None:
 def test_ignore_list_and_unused_patterns() -> None:
     net = make_net()
     new, report, _ = apply_fp8_storage(net, "channel", ignore="causal, head.2\nnot_a_layer, re:^conv1")
-    assert sorted(n for n, _ in report.stored) == ["conv_in", "head.0"]
-    assert dict(report.ignored) == {"causal": "causal", "head.2": "head.2", "conv1d": "re:^conv1"}
+    assert sorted(names(report, "stored")) == ["conv_in", "head.0"]
+    assert reasons(report, "ignored") == {"causal": "ignored by pattern 'causal'", "head.2": "ignored by pattern "
+                                          "'head.2'", "conv1d": "ignored by pattern 're:^conv1'"}
     assert report.unused_patterns == ["not_a_layer"]
     assert new.causal.weight.dtype == torch.float32 and not is_fp8_stored(new.causal)
     assert "not_a_layer" in report.summary()
@@ -211,14 +222,16 @@ def test_bytes_reported() -> None:
     new, report, _ = apply_fp8_storage(net, "channel")
     w_bytes = sum(net.get_submodule(n).weight.numel() for n in LAYERS)
     out_ch = sum(net.get_submodule(n).weight.shape[0] for n in LAYERS)
-    assert report.bytes_before == 4 * w_bytes
-    assert report.bytes_after == w_bytes + 4 * out_ch
-    assert report.model_bytes_before == sum(t.nbytes for t in net.state_dict().values())
-    assert report.model_bytes_after == sum(t.nbytes for t in new.state_dict().values())
-    assert report.bytes_saved == report.bytes_before - report.bytes_after > 0
-    assert f"saved {report.bytes_saved / 2**20:.2f} MB" in report.summary()
+    assert sum(r.nbytes for r in report.of_kind("stored")) == w_bytes + 4 * out_ch  # codes + fp32 scales
+    assert report.bytes_before == sum(t.nbytes for t in net.state_dict().values())  # the whole tree
+    assert report.bytes_after == sum(t.nbytes for t in new.state_dict().values())
+    saved = report.bytes_before - report.bytes_after
+    assert saved == 3 * w_bytes - 4 * out_ch > 0
+    text = report.summary()
+    assert f"saved {saved / 2**20:.2f} MB" in text and text.startswith("FP8 weight storage (per-output-channel")
+    assert "layers quantized: 5, kept in high precision: 0" in text.splitlines()[0]
     _, per_tensor, _ = apply_fp8_storage(net, "tensor")
-    assert per_tensor.bytes_after == w_bytes + 4 * len(LAYERS)
+    assert sum(r.nbytes for r in per_tensor.of_kind("stored")) == w_bytes + 4 * len(LAYERS)
 
 
 def test_state_dict_holds_codes_and_scales() -> None:
@@ -237,7 +250,8 @@ def test_skips_non_float_and_custom_layers() -> None:
     net = nn.Sequential(Custom(4, 4), nn.Linear(4, 4))
     net[1].weight.data = net[1].weight.data.to(FP8_DTYPE)
     new, report, _ = apply_fp8_storage(net)
-    assert dict(report.skipped) == {"0": "custom layer class Custom", "1": "weight is already float8_e4m3fn"}
+    assert reasons(report, "not eligible") == {"0": "custom layer class Custom",
+                                               "1": "weight is already float8_e4m3fn"}
     assert "not eligible: custom layer class Custom x1" in report.summary()
     assert type(new[0]) is Custom
 
@@ -250,7 +264,7 @@ def test_tied_modules_and_parameters_stay_tied() -> None:
     net["emb2"] = nn.Embedding(4, 8)
     net["emb2"].weight = net["emb"].weight
     new, report, _ = apply_fp8_storage(net, ignore="out")
-    assert new["a"] is new["b"] and [n for n, _ in report.stored] == ["a"]
+    assert new["a"] is new["b"] and names(report, "stored") == ["a"]
     assert new["emb"].weight is new["emb2"].weight and new["emb"].weight is not net["emb"].weight
 
 
@@ -438,11 +452,12 @@ def test_keep_first_last_keeps_them_in_the_original_dtype(kind: str) -> None:
     before = snapshot(root)
     everything, r_all, _ = apply_fp8_storage(root, "channel")
     new, report, _ = apply_fp8_storage(root, "channel", keep_first_last=True)
-    assert report.keep_first_last and not r_all.keep_first_last and not r_all.kept
-    assert report.kept == list(expected.items())
-    assert {n for n, _ in report.stored} == {n for n, _ in r_all.stored} - set(expected)
-    assert report.kept_bytes == sum(root.get_submodule(n).weight.nbytes for n in expected)
-    assert report.model_bytes_after == r_all.model_bytes_after + report.kept_bytes - sum(
+    assert not names(r_all, "first-last")
+    assert reasons(report, "first-last") == expected and names(report, "first-last") == list(expected)
+    assert set(names(report, "stored")) == set(names(r_all, "stored")) - set(expected)
+    kept_bytes = sum(r.nbytes for r in report.of_kind("first-last"))
+    assert kept_bytes == sum(root.get_submodule(n).weight.nbytes for n in expected)
+    assert report.bytes_after == r_all.bytes_after + kept_bytes - sum(
         everything.get_submodule(n).weight.nbytes + everything.get_submodule(n).weight_scale.nbytes
         for n in expected)
     for name in expected:
@@ -450,10 +465,10 @@ def test_keep_first_last_keeps_them_in_the_original_dtype(kind: str) -> None:
         assert not is_fp8_stored(layer) and type(layer) is type(root.get_submodule(name))
         assert layer.weight.dtype == torch.float32
         assert layer.weight.data_ptr() == root.get_submodule(name).weight.data_ptr()  # shared, not copied
-    text = report.summary("VAE")
+    text = report.summary()
     assert f"kept: 0 by ignore list, {len(expected)} first/last layers (" in text
     for name, why in expected.items():
-        assert f"  kept, {why}: {name}" in text
+        assert f"  kept {name} {list(root.get_submodule(name).weight.shape)}: {why}" in text
     assert "first/last" not in r_all.summary()  # the old summary when the rule is off
     # input untouched; kept layers are exact, so the result is at least as close as all-FP8 here
     after = snapshot(root)
@@ -472,18 +487,21 @@ def test_keep_first_last_with_ignore_list_on_top_and_twice_equals_once() -> None
     new, report, _ = apply_fp8_storage(root, "channel", ignore="encoder.conv1, decoder.middle.0, nothing",
                                        keep_first_last=True)
     # a layer named by both: reported as ignored (the user's list first); the rule keeps the rest of its picks
-    assert dict(report.ignored) == {"encoder.conv1": "encoder.conv1", "decoder.middle.0.residual.2":
-                                    "decoder.middle.0", "decoder.middle.0.residual.5": "decoder.middle.0",
-                                    "decoder.middle.0.shortcut": "decoder.middle.0"}
-    assert [n for n, _ in report.kept] == ["encoder.head.2", "conv1", "conv2", "decoder.conv1", "decoder.head.2"]
+    by = "ignored by pattern "
+    assert reasons(report, "ignored") == {"encoder.conv1": by + "'encoder.conv1'", "decoder.middle.0.residual.2":
+                                          by + "'decoder.middle.0'", "decoder.middle.0.residual.5":
+                                          by + "'decoder.middle.0'", "decoder.middle.0.shortcut":
+                                          by + "'decoder.middle.0'"}
+    assert names(report, "first-last") == ["encoder.head.2", "conv1", "conv2", "decoder.conv1", "decoder.head.2"]
     assert report.unused_patterns == ["nothing"]
     all_layers = [n for n, m in root.named_modules() if isinstance(m, WEIGHTED)]
-    assert sorted(n for n, _ in report.stored) == sorted(set(all_layers) - set(dict(report.ignored))
-                                                          - {n for n, _ in report.kept})
+    assert sorted(names(report, "stored")) == sorted(set(all_layers) - set(names(report, "ignored"))
+                                                     - set(names(report, "first-last")))
     assert "kept: 4 by ignore list, 5 first/last layers" in report.summary()
     # applying twice (same settings, or the rule then no rule) equals once: FP8 layers stay, kept ones are kept again
     twice, r2, _ = apply_fp8_storage(new, "channel", ignore="encoder.conv1, decoder.middle.0", keep_first_last=True)
-    assert not r2.stored and sorted(r2.already) == sorted(n for n, _ in report.stored) and r2.kept == report.kept
+    assert not names(r2, "stored") and sorted(names(r2, "already")) == sorted(names(report, "stored"))
+    assert reasons(r2, "first-last") == reasons(report, "first-last")
     x = torch.rand(1, 3, 2, 6, 6, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.equal(twice.decode(twice.encode(x)), new.decode(new.encode(x)))
@@ -492,7 +510,7 @@ def test_keep_first_last_with_ignore_list_on_top_and_twice_equals_once() -> None
     # the rule after an all-layers pass: everything is already FP8 and stays so
     every, _, _ = apply_fp8_storage(root, "channel")
     _, r3, _ = apply_fp8_storage(every, "channel", keep_first_last=True)
-    assert not r3.stored and not r3.kept and len(r3.already) == len(all_layers)
+    assert not names(r3, "stored") and not names(r3, "first-last") and len(names(r3, "already")) == len(all_layers)
 
 
 # --- ComfyUI protocol -----------------------------------------------------------------------------------

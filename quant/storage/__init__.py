@@ -28,7 +28,6 @@ from .apply import LAYER_TYPES, apply_fp8_storage
 from .first_last import first_last_layers
 from .fp8_weight import GRANULARITIES, dequantize_weight, quantize_weight
 from .layer import FP8StorageMixin, is_fp8_stored, stored_class
-from .report import StorageReport
 
-__all__ = ["GRANULARITIES", "LAYER_TYPES", "FP8StorageMixin", "StorageReport", "apply_fp8_storage",
+__all__ = ["GRANULARITIES", "LAYER_TYPES", "FP8StorageMixin", "apply_fp8_storage",
            "dequantize_weight", "first_last_layers", "is_fp8_stored", "quantize_weight", "stored_class"]

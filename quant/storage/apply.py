@@ -9,10 +9,11 @@ from torch import nn
 
 from ..ignore import IgnoreMatcher
 from ..module_tree import rebuild_tree
+from ..report import LayerRecord, QuantReport
 from .first_last import first_last_layers
 from .fp8_weight import GRANULARITIES, quantize_weight
 from .layer import is_fp8_stored, stored_class
-from .report import StorageReport
+from .report import ALREADY, FIRST_LAST, IGNORED, NOT_ELIGIBLE, STORED, storage_details, storage_scheme
 
 LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -41,8 +42,8 @@ def _tree_bytes(root: nn.Module) -> int:
 def apply_fp8_storage(root: nn.Module, granularity: str = "channel", ignore: str | IgnoreMatcher | None = None,
                       device: torch.device | str | None = None,
                       source: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
-                      keep_first_last: bool = False
-                      ) -> tuple[nn.Module, StorageReport, dict[int, nn.Module]]:
+                      keep_first_last: bool = False, what: str = "model"
+                      ) -> tuple[nn.Module, QuantReport, dict[int, nn.Module]]:
     """A new tree with FP8-stored Linear / Conv weights; ``root`` is left untouched.
 
     ``ignore``: layers kept as they are (``quant.ignore`` syntax, names relative to ``root``).
@@ -50,13 +51,14 @@ def apply_fp8_storage(root: nn.Module, granularity: str = "channel", ignore: str
     a layer the ignore list names is reported as ignored, one already in FP8 stays as it is.
     ``device``: where the new tree's tensors live (default: where they are). ``source(key, tensor)`` gives the
     tensor to use for state-dict key ``key`` (e.g. a patcher's unpatched backup); default: the live tensor.
-    Returns (new root, report, {id(old module): new module}).
+    ``what`` names the model in the report ("VAE", "CLIP"). Returns (new root, report, {id(old module): new module});
+    the report's records say what happened to each layer (``kind``), its bytes are the whole tree's.
     """
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity {granularity!r}: expected one of {GRANULARITIES}")
     matcher = ignore if isinstance(ignore, IgnoreMatcher) else IgnoreMatcher(ignore)
-    report = StorageReport(granularity, keep_first_last=keep_first_last)
-    report.model_bytes_before = _tree_bytes(root)
+    report = QuantReport(storage_scheme(granularity))
+    report.bytes_before = _tree_bytes(root)
     layer_names: list[str] = []
     first_last = first_last_layers(root) if keep_first_last else {}
 
@@ -64,15 +66,17 @@ def apply_fp8_storage(root: nn.Module, granularity: str = "channel", ignore: str
         if not isinstance(m, LAYER_TYPES):
             return False
         layer_names.append(name)
+        w = m._parameters.get("weight")
+        shape, nbytes = (tuple(w.shape), w.nbytes) if w is not None else ((), 0)
         if is_fp8_stored(m):
-            report.already.append(name)
+            report.quantized.append(LayerRecord(name, shape, "fp8 storage", kind=ALREADY, nbytes=nbytes))
         elif (pattern := matcher.match(name)) is not None:
-            report.ignored.append((name, pattern))
+            report.skipped.append(LayerRecord(name, shape, reason=f"ignored by pattern {pattern!r}", kind=IGNORED,
+                                              nbytes=nbytes))
         elif (why := _skip_reason(m)) is not None:
-            report.skipped.append((name, why))
+            report.skipped.append(LayerRecord(name, shape, reason=why, kind=NOT_ELIGIBLE, nbytes=nbytes))
         elif name in first_last:
-            report.kept.append((name, first_last[name]))
-            report.kept_bytes += m.weight.nbytes
+            report.skipped.append(LayerRecord(name, shape, reason=first_last[name], kind=FIRST_LAST, nbytes=nbytes))
         else:
             return True
         return False
@@ -81,12 +85,14 @@ def apply_fp8_storage(root: nn.Module, granularity: str = "channel", ignore: str
         codes, scale = quantize_weight(w, granularity)
         new.__class__ = stored_class(type(old))
         new.set_fp8_storage(codes, scale, w.dtype, granularity)
-        report.stored.append((name, tuple(w.shape)))
-        report.bytes_before += w.nbytes
-        report.bytes_after += codes.nbytes + scale.nbytes
+        report.quantized.append(LayerRecord(name, tuple(w.shape), "fp8 storage", kind=STORED,
+                                            nbytes=codes.nbytes + scale.nbytes))
         return new
 
     new_root, modules = rebuild_tree(root, convert, build, device, source)
     report.unused_patterns = matcher.unused(layer_names)
-    report.model_bytes_after = _tree_bytes(new_root)
+    report.bytes_after = _tree_bytes(new_root)
+    order = {FIRST_LAST: 0, IGNORED: 1, NOT_ELIGIBLE: 2}  # the summary lists the first kept: the rule's picks first
+    report.skipped.sort(key=lambda r: order.get(r.kind, 3))
+    report.details = storage_details(report, keep_first_last, what)
     return new_root, report, modules
