@@ -56,8 +56,9 @@ def encode_config(config: dict[str, Any]) -> torch.Tensor:
 
 
 def decode_config(t: torch.Tensor) -> Any:
-    """The JSON value in a uint8 marker tensor (any device); ValueError if it is not UTF-8 JSON."""
-    return json.loads(bytes(t.detach().to("cpu", torch.uint8).tolist()).decode("utf-8"))
+    """The JSON value in a 1-byte marker tensor (its raw bytes, any device); ValueError if it is not UTF-8 JSON,
+    RuntimeError if the tensor is not of a 1-byte dtype."""
+    return json.loads(bytes(t.detach().to("cpu").reshape(-1).view(torch.uint8).tolist()).decode("utf-8"))
 
 
 def scheme_from_native(config: dict[str, Any], path: str, layer: str) -> Scheme:

@@ -12,7 +12,6 @@ size); the markers are what keeps stock ComfyUI from reading the codes as unscal
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import torch
@@ -58,7 +57,7 @@ def scale_from_disk(config: dict[str, Any], scale: torch.Tensor, out_features: i
 def decode(t: torch.Tensor, path: str, key: str) -> dict[str, Any]:
     """A marker tensor's JSON object; anything else (not UTF-8 JSON, a list, a string, no format) raises."""
     try:
-        cfg = json.loads(bytes(t.detach().to("cpu").reshape(-1).view(torch.uint8).tolist()).decode("utf-8"))
+        cfg = comfy_native.decode_config(t)
     except (ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: key {key!r}: malformed comfy_quant marker (not UTF-8 JSON): {e}") from e
     return comfy_native.check_config(cfg, path, f"key {key!r}")
