@@ -20,8 +20,8 @@ from .report import LayerRecord, QuantReport
 from .schemes import FP8WeightOnly, Scheme
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-# Weights a plan may quantize: high precision, or plain FP8 casts (`*_fp8_e4m3fn` files: codes with no scale),
-# which are requantized from their FP8 values into the chosen scheme.
+# Weights a plan may quantize: high precision, or plain FP8 casts (`*_fp8_e4m3fn` files: codes with no scale), whose
+# e4m3 codes FP8 schemes keep under unit scales and other schemes requantize (``Scheme.quantize``).
 PLAIN_FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
 SOURCE_DTYPES = (*FLOAT_DTYPES, *PLAIN_FP8_DTYPES)
 

@@ -89,21 +89,27 @@ def short_json(obj: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def header_layers(metadata: dict[str, str], path: str) -> dict[str, dict[str, Any]]:
-    """Per-layer configs from a ``_quantization_metadata`` header entry (empty if absent); raises on a wrong shape."""
-    raw = metadata.get(HEADER_KEY)
-    if not raw:
-        return {}
+def layers_entry(metadata: dict[str, str], key: str, path: str, example: str) -> tuple[dict[str, Any], dict]:
+    """The JSON object in header entry ``key`` and its ``layers`` map (``example`` shows the expected shape);
+    a ``CheckpointError`` naming the file and key when it is missing, not JSON or of another shape."""
     try:
-        body = json.loads(raw)
-    except ValueError as e:
-        raise CheckpointError(f"{path}: metadata {HEADER_KEY!r} is not JSON: {e}") from e
+        body = json.loads(metadata[key])
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: metadata {key!r} is missing or not JSON: {e}") from e
     if not isinstance(body, dict):
-        raise CheckpointError(f"{path}: metadata {HEADER_KEY!r}: expected a JSON object "
-                              f'{{"layers": {{...}}}}, got {type(body).__name__} {short_json(body)}')
+        raise CheckpointError(f"{path}: metadata {key!r}: expected a JSON object {example}, got "
+                              f"{type(body).__name__} {short_json(body)}")
     layers = body.get("layers", {})
     if not isinstance(layers, dict):
-        raise CheckpointError(f"{path}: metadata {HEADER_KEY!r}: 'layers' must map layer names to configs, got "
+        raise CheckpointError(f"{path}: metadata {key!r}: 'layers' must map layer names to configs, got "
                               f"{type(layers).__name__} {short_json(layers)}")
+    return body, layers
+
+
+def header_layers(metadata: dict[str, str], path: str) -> dict[str, dict[str, Any]]:
+    """Per-layer configs from a ``_quantization_metadata`` header entry (empty if absent); raises on a wrong shape."""
+    if not metadata.get(HEADER_KEY):
+        return {}
+    _, layers = layers_entry(metadata, HEADER_KEY, path, '{"layers": {...}}')
     return {str(name): check_config(cfg, path, f"metadata {HEADER_KEY!r} layer {name!r}")
             for name, cfg in layers.items()}

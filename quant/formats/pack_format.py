@@ -13,9 +13,9 @@ Files written before the markers (header only) read the same. Tensors not named 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from ..schemes import Scheme, from_config
+from . import comfy_native
 from .safetensors_io import CheckpointError
 
 HEADER_KEY = "comfyui_dit_quant"
@@ -29,21 +29,12 @@ def pack_metadata(layers: dict[str, Scheme]) -> dict[str, str]:
 
 def pack_layers(metadata: dict[str, str], path: str) -> dict[str, Scheme]:
     """Layer name → scheme from the header entry; raises naming the file and layer on anything unknown."""
-    try:
-        body: Any = json.loads(metadata[HEADER_KEY])
-    except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(f"{path}: malformed {HEADER_KEY} header: {e}") from e
-    if not isinstance(body, dict):
-        raise CheckpointError(f"{path}: metadata {HEADER_KEY!r}: expected a JSON object "
-                              f'{{"format_version": {FORMAT_VERSION}, "layers": {{...}}}}, got {type(body).__name__}')
+    body, entries = comfy_native.layers_entry(metadata, HEADER_KEY, path,
+                                              f'{{"format_version": {FORMAT_VERSION}, "layers": {{...}}}}')
     version = body.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{path}: {HEADER_KEY} format_version {version!r} is not supported "
                               f"(this version reads {FORMAT_VERSION}); update comfyui-dit-quant")
-    entries = body.get("layers", {})
-    if not isinstance(entries, dict):
-        raise CheckpointError(f"{path}: metadata {HEADER_KEY!r}: 'layers' must map layer names to scheme configs, "
-                              f"got {type(entries).__name__}")
     layers = {}
     for name, cfg in entries.items():
         if not isinstance(cfg, dict) or not isinstance(cfg.get("scheme"), str):
