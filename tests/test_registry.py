@@ -64,3 +64,16 @@ def test_comfyignore_keeps_tests_out_and_shipped_folders_in() -> None:
     assert "tests/" in patterns and "web/tests/" in patterns
     shipped = {"nodes/", "quant/", "kernels/", "cli/", *(f.rstrip("/") + "/" for f in COMFY["includes"])}
     assert not any(p in shipped or p.rstrip("/") + "/" in shipped for p in patterns), patterns
+
+
+def test_every_package_directory_is_packaged() -> None:
+    """A wheel (``pip install .``, the CLI's install path) ships every importable directory of the pack: one left
+    out of ``packages`` would install and then fail to import."""
+    listed = set(DATA["tool"]["setuptools"]["packages"])
+    skip = {"tests", "bench", "web", "example_workflows", "docs"}
+    found = {"comfyui_dit_quant"} | {
+        "comfyui_dit_quant." + ".".join(p.parent.relative_to(REPO).parts)
+        for p in REPO.rglob("__init__.py")
+        if p.parent != REPO and p.parent.relative_to(REPO).parts[0] not in skip
+        and not p.parent.relative_to(REPO).parts[0].startswith(".")}
+    assert found == listed
