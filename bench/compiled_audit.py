@@ -14,7 +14,9 @@ stride 1 a constant).
 
 ``check`` lists what violates the rules (zero spills, shared memory within the target's limit, native FP8 MMA on
 sm_89 / sm_90a (wgmma on sm_90a), on sm_90a epilogue-scaled FP8 K loops with a wgmma group in flight — the
-block-scaled loop waits by construction, see ``Spec.pipelined``); each problem names kernel, config, target.
+block-scaled loop waits by construction, see ``Spec.pipelined`` — and, for every sm_90a GEMM loop that waits for
+each wgmma, at least two warpgroups resident per SM (``resident_warpgroups``), so one warpgroup's scale promotion
+overlaps another's MMA); each problem names kernel, config, target.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "compiled"
 KEYS = ("kernel", "config", "target", "registers", "spill_bytes", "shared_memory_bytes", "mma", "wgmma_waits", "tma")
 
+# Per-SM limits of sm_90 (H100 / H200) for the occupancy rule: 64K 32-bit registers (allocated per warp in units of
+# 256), 64 warps, 32 blocks, 228 KB of shared memory with 1 KB reserved per block.
+SM90_REGISTERS, SM90_WARPS, SM90_BLOCKS, SM90_SMEM, SMEM_RESERVED = 65536, 64, 32, 233472, 1024
 # target -> (compute capability, shared memory a block may opt into, bytes; the tuner's limit is min(200 KB, this))
 TARGETS: dict[str, tuple[int, int]] = {"sm_90a": (90, 232448), "sm_89": (89, 101376), "sm_80": (80, 166912)}
 FP8_TARGETS = ("sm_90a", "sm_89")
@@ -354,7 +359,25 @@ def check(results: list[Result]) -> list[str]:
             problems.append(f"{where}: no wgmma (mma: {row['mma']})")
         if s.pipelined and s.target == "sm_90a" and not any(w >= 1 for w in r.loop_waits):
             problems.append(f"{where}: no wgmma group in flight in the K loop (loop waits {r.loop_waits})")
+        if s.target == "sm_90a" and r.loop_waits and not any(r.loop_waits):
+            wgs = resident_warpgroups(row["registers"], row["shared_memory_bytes"], s.num_warps)
+            if wgs < 2:
+                problems.append(f"{where}: waits for every wgmma with {wgs} warpgroup(s) resident per SM: nothing "
+                                f"overlaps the scale promotion ({row['registers']} registers, "
+                                f"{row['shared_memory_bytes']} B shared memory)")
     return problems
+
+
+def resident_warpgroups(registers: int, shared_memory_bytes: int, num_warps: int) -> int:
+    """Warpgroups (4 warps) of this kernel resident on one sm_90 SM: blocks per SM as registers, shared memory,
+    warps and blocks allow, times the block's warpgroups. A loop that waits for each wgmma (block-scaled: each
+    partial product is read to be scaled) keeps the tensor cores busy only through another resident warpgroup
+    issuing its MMA meanwhile (the ping-pong of DeepGEMM's and CUTLASS's block-scaled Hopper kernels)."""
+    warp_regs = -(-registers * 32 // 256) * 256
+    by_regs = SM90_REGISTERS // (warp_regs * num_warps)
+    by_smem = SM90_SMEM // (shared_memory_bytes + SMEM_RESERVED)
+    blocks = min(by_regs, by_smem, SM90_WARPS // num_warps, SM90_BLOCKS)
+    return blocks * num_warps // 4
 
 
 def rows(results: list[Result]) -> list[dict[str, Any]]:

@@ -23,8 +23,12 @@ Bias and the output dtype are fused in the epilogues; M, N and K tails are maske
 What still waits for every MMA on Hopper (``wgmma.wait_group 0`` in the loop; Triton makes a dot asynchronous only
 when its accumulator is a loop-carried value that nothing else reads): the block-scaled loops (each step's
 partial product is read to be scaled; promoting one step late with a second accumulator was compiled and still
-waits, at 255 registers and spills, so it is not used; promoting less often is exact only for equal scales) and,
-in Triton 3.9, the INT8 loop (int32 accumulator) even in the accumulate-into form.
+waits, at 255 registers and spills; two dots per iteration wait [0, 0]; ``tl.range(warp_specialize=True)`` is
+ignored at 8 warps and at 4 needs TMA loads and then waits [0, 0] too; promoting less often is exact only for
+equal scales) and, in Triton 3.9, the INT8 loop (int32 accumulator) even in the accumulate-into form and with TMA
+loads. Those loops rely on a second resident warpgroup issuing its MMA while one scales (8-warp tiles, or two
+4-warp blocks per SM: the audit's ``resident_warpgroups`` rule), as DeepGEMM's and CUTLASS's block-scaled
+Hopper kernels do with their ping-pong consumer warpgroups.
 
 Tile configs: a caller's ``cfg`` wins; otherwise ``triton_tuning.select_config`` (tuned at first use per GPU and
 shape bucket on CUDA, cached on disk; the ``triton_configs`` heuristic elsewhere and under the interpreter).

@@ -19,6 +19,7 @@ from .triton_configs import (
 
 MAX_CANDIDATES = 5
 SMEM_LIMIT = 200 * 1024  # bytes of shared memory a candidate's pipeline may need (H100/H200 have 227 KB per block)
+HOPPER_SM_SMEM = 233472  # shared memory of one sm_90 SM (228 KB), 1 KB of it reserved per resident block
 LARGE_M = 8192  # M buckets are powers of two up to this; every larger M shares one bucket
 LARGE_M_BUCKET = 2 * LARGE_M
 
@@ -97,11 +98,15 @@ def candidates(m: int, n: int, k: int, group_k: int | None = None, weight_only: 
     the audit saw spill. Only tiles the compiled-kernel audit (``bench/compiled_audit.py``,
     every mode on sm_90a / sm_89 / sm_80) compiles without register spills are listed: 128-row tiles with 4 warps,
     128x256 and 256x128 spill on sm_90a and are gone; 64x128x128 with 4 warps (vLLM's H200 pick) is first above
-    M = 512. A shape whose list is the heuristic alone is not timed at all (``select_config``)."""
+    M = 512. On Hopper, kernels that wait for each wgmma (block-scaled promotion, INT8) keep 4-warp tiles only
+    where two blocks fit one SM's shared memory: a lone warpgroup per SM would leave the tensor cores idle while
+    it scales each partial product (the audit's ``resident_warpgroups`` rule). A shape whose list is the heuristic
+    alone is not timed at all (``select_config``)."""
     h = gemm_config(m, n, k, group_k, weight_only, capability)
     bk = h.block_k
     hopper_8bit = capability is not None and capability[0] == 9 and not weight_only
     kind = register_kind(group_k, weight_only, capability)
+    waits_each_mma = capability is not None and capability[0] == 9 and (group_k is not None or int8)
     if m <= 16:
         alts = [(64, 32, bk, 1, 4, 4), (64, 128, bk, 1, 4, 3), (64, 64, bk, 1, 4, 4)] if hopper_8bit else \
             [(16, 32, bk, 1, 4, 4), (16, 128, bk, 1, 4, 4), (16, 64, bk, 1, 4, 5), (16, 64, 2 * bk, 1, 4, 3),
@@ -129,7 +134,8 @@ def candidates(m: int, n: int, k: int, group_k: int | None = None, weight_only: 
         c = GemmConfig(bm, bn, bk_, gm, warps, stages)
         if (c in out or bk_ < min_bk or bk_ > 256 or (group_k is not None and group_k % bk_)
                 or bm > max_m or bn > max_n or bk_ > max_k or smem_bytes(c, weight_only) > smem_limit
-                or (hopper_8bit and bm < 64) or not fits_registers(c, kind)):
+                or (hopper_8bit and bm < 64) or not fits_registers(c, kind)
+                or (waits_each_mma and warps < 8 and 2 * (smem_bytes(c, weight_only) + 1024) > HOPPER_SM_SMEM)):
             continue
         out.append(c)
     return out

@@ -5,7 +5,8 @@ Live: the heuristic configs of the M buckets that carry the work (M <= 512 and l
 GEMM mode and the activation quantizers, on every target (46 compilations: 45 s on 2 cores with an empty Triton
 cache, seconds with a warm one). Every row must have zero spills, shared memory within the target's limit, native
 FP8 MMA on sm_89 / sm_90a and, on sm_90a, wgmma with a group in flight in the FP8 K loops with epilogue scales
-(the block-scaled loop waits by construction: ``compiled_audit.Spec.pipelined``). The committed table for the installed
+(the block-scaled loop waits by construction: ``compiled_audit.Spec.pipelined``; such loops need two warpgroups
+resident per SM instead: ``compiled_audit.resident_warpgroups``). The committed table for the installed
 Triton version (every config the heuristic and the tuner may pick) must follow the same rules, cover exactly what
 the audit would compile today, and agree with the live rows (so a kernel edit without a new table fails here:
 ``python bench/compiled_audit.py`` rewrites it).
@@ -14,6 +15,7 @@ the audit would compile today, and agree with the live rows (so a kernel edit wi
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -71,7 +73,22 @@ def _problems(rows: list[dict]) -> list[str]:
         if row["kernel"].startswith("gemm_fp8") and row["target"] == "sm_90a" and (
                 row["mma"] != "wgmma" or (pipelined and max(row["wgmma_waits"], default=0) < 1)):
             out.append(f"{where}: mma {row['mma']}, wgmma waits {row['wgmma_waits']}")
+        warps = int(re.search(r"warps (\d+)", row["config"]).group(1)) if row["kernel"].startswith("gemm") else 0
+        if warps and row["target"] == "sm_90a" and row["wgmma_waits"] and not any(row["wgmma_waits"]) and \
+                ca.resident_warpgroups(row["registers"], row["shared_memory_bytes"], warps) < 2:
+            out.append(f"{where}: waits for every wgmma with one warpgroup resident per SM")
     return out
+
+
+def test_resident_warpgroups() -> None:
+    """Occupancy arithmetic on sm_90 limits: the block-scaled heuristic tile (213 registers, 8 warps, 96 KB) is one
+    block of two warpgroups; a 4-warp tile at 226 registers and 72 KB fits twice; 255 registers at 4 warps and
+    120 KB once (one warpgroup: the rule fails it)."""
+    assert ca.resident_warpgroups(213, 98304, 8) == 2
+    assert ca.resident_warpgroups(226, 74240, 4) == 2
+    assert ca.resident_warpgroups(255, 122880, 4) == 1
+    assert ca.resident_warpgroups(128, 49152, 4) == 4
+    assert ca.resident_warpgroups(32, 8192, 4) == 16  # the warp limit: 64 warps per SM
 
 
 @pytest.mark.slow
