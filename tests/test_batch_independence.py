@@ -32,11 +32,14 @@ def test_cond_output_does_not_depend_on_uncond(scheme, backend: str) -> None:
 
 
 def test_static_input_scale_is_one_gemm_and_shared() -> None:
-    """With a calibrated input scale nothing depends on the batch anyway: one call, same numbers."""
+    """With a calibrated input scale nothing depends on the batch anyway: one call, the same numbers up to the fp32
+    summation order of the CPU GEMM (which may block M = 10 and M = 5 differently: bit-equal on some CPUs, not on
+    others). A batch-dependent activation scale would be off by ~1e-2 relative, four orders above the bound."""
     scheme = next(c.build() for c in CHOICES if c.scheme == "fp8_tensor")
     gen = torch.Generator().manual_seed(1)
     stored = scheme.quantize(torch.randn(32, 48, generator=gen))
     x = torch.randn(2, 5, 48, generator=gen)
     s = torch.tensor(0.01)
     both = scheme.linear(x, stored["weight"], stored["weight_scale"], None, s)
-    assert torch.equal(both[:1], scheme.linear(x[:1], stored["weight"], stored["weight_scale"], None, s))
+    alone = scheme.linear(x[:1], stored["weight"], stored["weight_scale"], None, s)
+    assert ((both[:1] - alone).abs().max() / alone.abs().max()).item() < 1e-6
