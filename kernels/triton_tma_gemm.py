@@ -27,7 +27,7 @@ import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
 from .triton_configs import GemmConfig
-from .triton_gemm import _tile
+from .triton_gemm import _strides, _tile
 from .triton_rounding import round_to_bf16
 
 log = logging.getLogger("comfyui_dit_quant")
@@ -135,3 +135,13 @@ def launch(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, a_scale: torch.T
         GROUP_N=group_n, GROUP_K=group_k or cfg.block_k, PROMOTE=group_k is not None, INT8=a.dtype == torch.int8,
         HAS_BIAS=bias is not None, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
         GROUP_M=cfg.group_m, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+
+
+def scaled_mm(a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor, b_scale: torch.Tensor,
+              bias: torch.Tensor | None, out_dtype: torch.dtype, cfg: GemmConfig) -> torch.Tensor:
+    """The TMA kernel alone (no fallback; ``triton_gemm.scaled_mm`` is the caller's entry): epilogue-scaled FP8 /
+    INT8, ``a_scale`` [] or [M, 1], ``b_scale`` [] or [N]. Used by the one-time probe (``kernels.probe``)."""
+    out = torch.empty((a.shape[0], b.shape[0]), dtype=out_dtype, device=a.device)
+    a_scale, b_scale = a_scale.float(), b_scale.float()
+    launch(a, b, out, a_scale, b_scale, bias, (*_strides(a_scale), *_strides(b_scale)), 1, None, cfg)
+    return out

@@ -16,10 +16,10 @@ import torch
 
 pytest.importorskip("triton")
 
-from kernel_cases import check_block_gemm, check_scaled_gemm  # noqa: E402
+from kernel_cases import check_block_gemm, check_scaled_gemm
 
-from comfyui_dit_quant.kernels import reference as ref  # noqa: E402
-from comfyui_dit_quant.kernels.triton_configs import GemmConfig  # noqa: E402
+from comfyui_dit_quant.kernels import reference as ref
+from comfyui_dit_quant.kernels.triton_configs import GemmConfig
 
 interpreted = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1",
                                  reason="runs in the TRITON_INTERPRET=1 subprocess of test_kernels_triton.py")
