@@ -205,7 +205,7 @@ def _launch(a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor | None, b_sc
                 BLOCK_M=c.block_m, BLOCK_N=c.block_n, BLOCK_K=c.block_k, GROUP_M=c.group_m,
                 num_warps=c.num_warps, num_stages=c.num_stages)
             return
-        if c.tma and _tma_usable(a, b, cc):
+        if _tma_usable(a, b, cc, c.tma):
             _tma_launch(a, b, out, a_scale, b_scale, bias, group_n, group_k, c)
             return
         _scaled_gemm_kernel[grid](
@@ -234,10 +234,10 @@ def _tma_module():
     return triton_tma_gemm
 
 
-def _tma_usable(a: torch.Tensor, b: torch.Tensor, cc: tuple[int, int] | None) -> bool:
-    """A config's ``tma`` applies: sm_90+ (or the interpreter), TMA not disabled, operands aligned."""
+def _tma_usable(a: torch.Tensor, b: torch.Tensor, cc: tuple[int, int] | None, requested: bool = True) -> bool:
+    """A config's ``tma`` (``requested``) applies: sm_90+ (or the interpreter), not disabled, operands aligned."""
     tt = _tma_module()
-    return tt is not None and tt.usable(a, b, cc, _INTERPRETED)
+    return tt is not None and tt.usable(a, b, cc, _INTERPRETED, requested)
 
 
 def _tma_launch(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, a_scale: torch.Tensor, b_scale: torch.Tensor,

@@ -19,7 +19,9 @@ probe or a first launch failed (``disable``), and under the interpreter unless a
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 import torch
 import triton
@@ -40,6 +42,7 @@ WARP_SPECIALIZE_NOTE = (
     "consumer waits for every wgmma group (waits [0, 0]): not used")
 
 _disabled: str | None = None  # why TMA is off for this process (a failed probe or first launch), None = on
+_forced: bool | None = None  # benchmarks: TMA on / off whatever the config says (``forced``), None = the config's
 
 
 def disable(reason: str) -> None:
@@ -66,9 +69,26 @@ def aligned(t: torch.Tensor) -> bool:
             and (t.stride(0) * t.element_size()) % 16 == 0 and t.shape[0] > 0 and t.shape[1] > 0)
 
 
-def usable(a: torch.Tensor, b: torch.Tensor, capability: tuple[int, int] | None, interpreted: bool) -> bool:
-    """The TMA kernel can run these operands here: on sm_90+ CUDA (or the interpreter), not disabled, aligned."""
-    if _disabled is not None or not (interpreted or (capability is not None and capability >= (9, 0))):
+@contextlib.contextmanager
+def forced(on: bool | None) -> Iterator[None]:
+    """Within: every 8-bit GEMM takes the TMA kernel (``on``, where ``usable``) or the pointer kernel (not ``on``),
+    whatever its config says; None changes nothing. For benchmarks comparing the two (not thread-safe; a tuning run
+    inside would time one kernel under every candidate's name)."""
+    global _forced
+    before, _forced = _forced, on if on is not None else _forced
+    try:
+        yield
+    finally:
+        _forced = before
+
+
+def usable(a: torch.Tensor, b: torch.Tensor, capability: tuple[int, int] | None, interpreted: bool,
+           requested: bool = True) -> bool:
+    """The TMA kernel runs these operands: ``requested`` (a config's ``tma``, unless ``forced``), on sm_90+ CUDA
+    (or the interpreter), not disabled, aligned."""
+    if not (requested if _forced is None else _forced) or _disabled is not None:
+        return False
+    if not (interpreted or (capability is not None and capability >= (9, 0))):
         return False
     return aligned(a) and aligned(b)
 

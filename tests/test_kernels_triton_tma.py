@@ -10,6 +10,9 @@ where a config with ``tma=True`` asks for the TMA kernel explicitly. Shapes are 
 from __future__ import annotations
 
 import os
+import sys
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -145,3 +148,37 @@ def test_tma_is_used_only_where_it_can_run() -> None:
     finally:
         tt.enable()
     assert tt.usable(a, b, (9, 0), False)
+
+
+@interpreted
+@pytest.mark.parametrize("forced", [False, True])
+def test_forced_overrides_the_config(tma_calls: list[GemmConfig], monkeypatch: pytest.MonkeyPatch,
+                                     forced: bool) -> None:
+    """``forced`` (the benchmarks' TMA / pointer comparison): one kernel whatever the config's ``tma``."""
+    from comfyui_dit_quant.kernels import triton_gemm as tg
+    from comfyui_dit_quant.kernels import triton_tma_gemm as tt
+
+    if not forced:
+        monkeypatch.undo()  # the pointer kernel must run: no stand-in raising for it
+        monkeypatch.setattr(tt, "launch", lambda *a, **kw: pytest.fail("TMA ran while forced off"))
+    xq, xs, wq, ws = _operands()
+    expected = ref.scaled_mm(xq, wq, xs, ws, None, torch.bfloat16)
+    with tt.forced(forced):
+        out = tg.scaled_mm(xq, wq, xs, ws, None, torch.bfloat16, cfg=replace(TMA, tma=not forced))
+    assert ((out.float() - expected.float()).abs().mean() / expected.float().abs().mean()).item() < 1e-3
+    assert tma_calls == ([replace(TMA, tma=False)] if forced else [])
+    assert tt._forced is None
+
+
+def test_linear_benchmark_times_both_kernels_on_hopper(monkeypatch: pytest.MonkeyPatch) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import linear
+
+    cuda = torch.device("cuda", 0)
+    assert linear.variants(torch.device("cpu"), "triton_scaled") == [("triton_scaled", None)]
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    assert linear.variants(cuda, "triton_block") == [("triton_block[tma]", True), ("triton_block[pointer]", False)]
+    assert linear.variants(cuda, "triton_weight_only") == [("triton_weight_only", None)]
+    assert linear.variants(cuda, "scaled_mm_rowwise") == [("scaled_mm_rowwise", None)]
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 9))
+    assert linear.variants(cuda, "triton_int8") == [("triton_int8", None)]
