@@ -16,7 +16,11 @@ stride 1 a constant).
 sm_89 / sm_90a (wgmma on sm_90a), on sm_90a epilogue-scaled FP8 K loops with a wgmma group in flight — the
 block-scaled loop waits by construction, see ``Spec.pipelined`` — and, for every sm_90a GEMM loop that waits for
 each wgmma, at least two warpgroups resident per SM (``resident_warpgroups``), so one warpgroup's scale promotion
-overlaps another's MMA); each problem names kernel, config, target.
+overlaps another's MMA; TMA loads in the TMA kernel's rows); each problem names kernel, config, target.
+
+The 8-bit modes' TMA variant (``kernels/triton_tma_gemm.py``, rows ``gemm_tma_<mode>``) is compiled on sm_90a at
+every config of the pointer kernel's rows (a config's ``tma`` flag does not change its name), with host tensor
+descriptors for A and B (``Desc``).
 """
 
 from __future__ import annotations
