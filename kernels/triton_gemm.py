@@ -45,22 +45,12 @@ import triton.language as tl
 
 from .triton_configs import GemmConfig, gemm_config
 from .triton_rounding import e4m3_bits_to_float, round_to_bf16
+from .triton_tiles import scale_strides as _strides
+from .triton_tiles import tile as _tile
 from .triton_tuning import select_config
 
 # Decided when the kernels are decorated (as Triton decides interpretation): the interpreter's bf16 dot is wrong.
 _INTERPRETED = bool(triton.knobs.runtime.interpret)
-
-
-@triton.jit
-def _tile(M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
-    """This program's (row, column) tile, grouped GROUP_M tile rows at a time (better L2 reuse of B)."""
-    pid = tl.program_id(0)
-    num_m = tl.cdiv(M, BLOCK_M)
-    num_n = tl.cdiv(N, BLOCK_N)
-    group = GROUP_M * num_n
-    first_m = (pid // group) * GROUP_M
-    size_m = tl.minimum(num_m - first_m, GROUP_M)
-    return first_m + (pid % group) % size_m, (pid % group) // size_m
 
 
 @triton.jit
@@ -168,15 +158,6 @@ def _weight_only_kernel(a_ptr, b_ptr, c_ptr, bs_ptr, bias_ptr, M, N, K,
     if c_ptr.dtype.element_ty == tl.bfloat16:
         out = round_to_bf16(out)
     tl.store(c_ptrs, out.to(c_ptr.dtype.element_ty), mask=mask_n[:, None] & mask_m[None, :])
-
-
-def _strides(scale: torch.Tensor) -> tuple[int, int]:
-    """(row, group) strides of a scale tensor: [] → (0, 0); [R] or [R, 1] → (s, 0); [R, G] → its strides."""
-    if scale.dim() == 0 or scale.numel() == 1:
-        return 0, 0
-    if scale.dim() == 1 or scale.shape[1] == 1:
-        return scale.stride(0), 0
-    return scale.stride(0), scale.stride(1)
 
 
 def _launch(a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor | None, b_scale: torch.Tensor,

@@ -9,8 +9,11 @@ M / N / K, so the K loop has no masks; the store is masked as in the pointer ker
 
 Compiled for sm_90a with Triton 3.9 (``bench/compiled_audit.py``, rows ``gemm_tma_*``): fewer registers than
 the pointer kernel at every config, no spills, the epilogue-scaled FP8 loops keep one wgmma group in flight.
-A persistent-tile form (grid = SMs, tiles strided) and ``tl.range(warp_specialize=True)`` were compiled too and
-are not used: see ``PERSISTENT_NOTE`` / ``WARP_SPECIALIZE_NOTE``.
+Compiled and not used (sm_90a, Triton 3.9, FP8 per token): a persistent-tile form (grid = SMs, tiles strided, as
+in Triton's persistent matmul tutorial): 163 registers at 128x128x128 / 8 warps and at 64x128x128 / 4 warps (156
+and 148 here), the same waits; with ``tl.range(flatten=True)`` 179 registers and 131 KB of shared memory (98 KB here) for
+the 8-warp tile. ``tl.range(warp_specialize=True)``: ignored at 8 warps; at 4 warps it specializes (setmaxnreg)
+but the consumer waits for every wgmma group (waits [0, 0]). No compiled-code reason for either.
 
 TMA needs a 16-byte aligned base, a row stride that is a multiple of 16 bytes and unit stride along K
 (``usable``); ``triton_gemm._launch`` takes the pointer kernel wherever that does not hold, below sm_90, where a
@@ -29,17 +32,10 @@ import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
 from .triton_configs import GemmConfig
-from .triton_gemm import _strides, _tile
 from .triton_rounding import round_to_bf16
+from .triton_tiles import scale_strides, tile
 
 log = logging.getLogger("comfyui_dit_quant")
-
-PERSISTENT_NOTE = (
-    "persistent tiles (grid = SMs, tiles strided, Triton 3.9, sm_90a): the same K loop and waits per tile, more "
-    "registers, no TMA store overlap without an epilogue rewrite: no compiled-code reason to ship it")
-WARP_SPECIALIZE_NOTE = (
-    "tl.range(warp_specialize=True) on sm_90a: ignored at 8 warps; at 4 warps it specializes (setmaxnreg) but the "
-    "consumer waits for every wgmma group (waits [0, 0]): not used")
 
 _disabled: str | None = None  # why TMA is off for this process (a failed probe or first launch), None = on
 _forced: bool | None = None  # benchmarks: TMA on / off whatever the config says (``forced``), None = the config's
@@ -100,7 +96,7 @@ def _tma_gemm_kernel(a_desc, b_desc, c_ptr, as_ptr, bs_ptr, bias_ptr, M, N, K,
                      HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                      GROUP_M: tl.constexpr):
     """``a_desc`` [M, K] blocks [BLOCK_M, BLOCK_K], ``b_desc`` [N, K] blocks [BLOCK_N, BLOCK_K] (8-bit codes)."""
-    pid_m, pid_n = _tile(M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    pid_m, pid_n = tile(M, N, BLOCK_M, BLOCK_N, GROUP_M)
     row = pid_m * BLOCK_M
     col = pid_n * BLOCK_N
     offs_m = row + tl.arange(0, BLOCK_M)
@@ -163,5 +159,5 @@ def scaled_mm(a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor, b_scale: 
     INT8, ``a_scale`` [] or [M, 1], ``b_scale`` [] or [N]. Used by the one-time probe (``kernels.probe``)."""
     out = torch.empty((a.shape[0], b.shape[0]), dtype=out_dtype, device=a.device)
     a_scale, b_scale = a_scale.float(), b_scale.float()
-    launch(a, b, out, a_scale, b_scale, bias, (*_strides(a_scale), *_strides(b_scale)), 1, None, cfg)
+    launch(a, b, out, a_scale, b_scale, bias, (*scale_strides(a_scale), *scale_strides(b_scale)), 1, None, cfg)
     return out
