@@ -11,9 +11,9 @@ Compiled for sm_90a with Triton 3.9 (``bench/compiled_audit.py``, rows ``gemm_tm
 the pointer kernel at every config, no spills, the epilogue-scaled FP8 loops keep one wgmma group in flight.
 Compiled and not used (sm_90a, Triton 3.9, FP8 per token): a persistent-tile form (grid = SMs, tiles strided, as
 in Triton's persistent matmul tutorial): 163 registers at 128x128x128 / 8 warps and at 64x128x128 / 4 warps (156
-and 148 here), the same waits; with ``tl.range(flatten=True)`` 179 registers and 131 KB of shared memory (98 KB here) for
-the 8-warp tile. ``tl.range(warp_specialize=True)``: ignored at 8 warps; at 4 warps it specializes (setmaxnreg)
-but the consumer waits for every wgmma group (waits [0, 0]). No compiled-code reason for either.
+and 148 here), the same waits; with ``tl.range(flatten=True)`` 179 registers and 131 KB of shared memory (98 KB
+here) for the 8-warp tile. ``tl.range(warp_specialize=True)``: ignored at 8 warps; at 4 warps it specializes
+(setmaxnreg) but the consumer waits for every wgmma group (waits [0, 0]). No compiled-code reason for either.
 
 TMA needs a 16-byte aligned base, a row stride that is a multiple of 16 bytes and unit stride along K
 (``usable``); ``triton_gemm._launch`` takes the pointer kernel wherever that does not hold, below sm_90, where a
