@@ -16,7 +16,11 @@ stride 1 a constant).
 sm_89 / sm_90a (wgmma on sm_90a), on sm_90a epilogue-scaled FP8 K loops with a wgmma group in flight — the
 block-scaled loop waits by construction, see ``Spec.pipelined`` — and, for every sm_90a GEMM loop that waits for
 each wgmma, at least two warpgroups resident per SM (``resident_warpgroups``), so one warpgroup's scale promotion
-overlaps another's MMA); each problem names kernel, config, target.
+overlaps another's MMA; TMA loads in the TMA kernel's rows); each problem names kernel, config, target.
+
+The 8-bit modes' TMA variant (``kernels/triton_tma_gemm.py``, rows ``gemm_tma_<mode>``) is compiled on sm_90a at
+every config of the pointer kernel's rows (a config's ``tma`` flag does not change its name), with host tensor
+descriptors for A and B (``Desc``).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import tempfile
 import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +64,7 @@ class Spec:
     kernel: str
     config: str
     target: str
-    fn_name: str  # "gemm" | "weight_only" | "quant" | "quant_groups" | "int8_epilogue"
+    fn_name: str  # "gemm" | "weight_only" | "tma" | "quant" | "quant_groups" | "int8_epilogue"
     args: tuple[tuple[str, Any], ...]  # runtime values (``Ptr`` for pointers) and constexprs
     num_warps: int
     num_stages: int
@@ -70,6 +74,7 @@ class Spec:
     # partial product is read to be scaled (kernels/triton_gemm.py's docstring says what was tried)
     pipelined: bool = False
     heuristic: bool = False  # some M bucket's heuristic config (not only a tuning candidate)
+    tma: bool = False  # TMA loads (``cp.async.bulk.tensor``) expected: the TMA kernel
 
 
 @dataclass
@@ -91,6 +96,15 @@ class Ptr:
     """A pointer argument of this element type (a small CPU tensor stands in when the kernel is specialized)."""
 
     dtype: torch.dtype
+
+
+@dataclass(frozen=True)
+class Desc:
+    """A host TMA descriptor of this element type, global shape and block shape (``TensorDescriptor``)."""
+
+    dtype: torch.dtype
+    shape: tuple[int, int]
+    block: tuple[int, int]
 
 
 def _t(dtype: torch.dtype) -> Ptr:
@@ -134,12 +148,24 @@ def _gemm_args(mode: str, m: int, cfg: Any, target: str) -> dict[str, Any]:
         BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m)
 
 
+def _tma_args(mode: str, m: int, cfg: Any) -> dict[str, Any]:
+    """Launch arguments of ``triton_tma_gemm._tma_gemm_kernel`` for one 8-bit mode, as ``launch`` passes them."""
+    ptr = _gemm_args(mode, m, cfg, "sm_90a")
+    dtype = ptr["a_ptr"].dtype
+    descs = {"a_desc": Desc(dtype, (m, K), (cfg.block_m, cfg.block_k)),
+             "b_desc": Desc(dtype, (N, K), (cfg.block_n, cfg.block_k))}
+    skip = ("a_ptr", "b_ptr", "stride_am", "stride_ak", "stride_bn", "stride_bk", "A_SCALED")
+    return {**descs, **{k: v for k, v in ptr.items() if k not in skip}}
+
+
 # mode -> targets it runs on (no e4m3 type / FP8 dots below sm_89: weight-only decodes bits there)
 GEMM_MODES: dict[str, tuple[str, ...]] = {
     "fp8_tensor": FP8_TARGETS, "fp8_token": FP8_TARGETS, "fp8_block": FP8_TARGETS, "int8": tuple(TARGETS),
     "weight_only": FP8_TARGETS, "weight_only_block": FP8_TARGETS,
     "weight_only_bits": ("sm_80",), "weight_only_block_bits": ("sm_80",),
 }
+# 8-bit modes with a TMA variant (``triton_tma_gemm``, sm_90+), audited on sm_90a at every config of the mode
+TMA_MODES = ("fp8_tensor", "fp8_token", "fp8_block", "int8")
 
 
 def gemm_configs(mode: str, target: str, only_heuristic: bool = False, ms: Iterable[int] = MS
@@ -153,12 +179,12 @@ def gemm_configs(mode: str, target: str, only_heuristic: bool = False, ms: Itera
     weight_only, int8 = mode.startswith("weight_only"), mode == "int8"
     smem = min(SMEM_LIMIT, TARGETS[target][1])
     cc = divmod(TARGETS[target][0], 10)
-    heuristic = {gemm_config(m, N, K, group_k, weight_only, cc) for m in MS}
+    heuristic = {replace(gemm_config(m, N, K, group_k, weight_only, cc), tma=False) for m in MS}
     out: list[Any] = []
     for m in ms:
         cands = [gemm_config(m, N, K, group_k, weight_only, cc)] if only_heuristic else \
             candidates(m, N, K, group_k, weight_only, int8, smem, cc)
-        out += [c for c in cands if c not in out]
+        out += [c for c in dict.fromkeys(replace(c, tma=False) for c in cands) if c not in out]  # both kernels
     return [(c, c in heuristic) for c in out]
 
 
@@ -198,6 +224,18 @@ def epilogue_specs(target: str) -> list[Spec]:
                  _portable(args), te.NUM_WARPS, 1)]
 
 
+def tma_specs(mode: str, target: str, only_heuristic: bool, ms: Iterable[int], wanted: set[str] | None
+              ) -> list[Spec]:
+    """The TMA kernel (``gemm_tma_<mode>``) at every config of an 8-bit mode, on sm_90a."""
+    name = f"gemm_tma_{mode}"
+    if mode not in TMA_MODES or target != "sm_90a" or (wanted is not None and name not in wanted):
+        return []
+    return [Spec(name, config_name(cfg), target, "tma", tuple(_tma_args(mode, 32760, cfg).items()), cfg.num_warps,
+                 cfg.num_stages, fp8_dot=mode.startswith("fp8"), pipelined=mode in ("fp8_tensor", "fp8_token"),
+                 heuristic=heur, tma=True)
+            for cfg, heur in gemm_configs(mode, target, only_heuristic, ms)]
+
+
 def specs(targets: Iterable[str] = tuple(TARGETS), only_heuristic: bool = False,
           kernels: Iterable[str] | None = None, ms: Iterable[int] = MS) -> list[Spec]:
     """Every (kernel, config, target) to compile: GEMM configs of the M buckets of ``ms``, then the quantizers."""
@@ -205,7 +243,10 @@ def specs(targets: Iterable[str] = tuple(TARGETS), only_heuristic: bool = False,
     out: list[Spec] = []
     for target in targets:
         for mode, runs_on in GEMM_MODES.items():
-            if target not in runs_on or (wanted is not None and f"gemm_{mode}" not in wanted):
+            if target not in runs_on:
+                continue
+            if wanted is not None and f"gemm_{mode}" not in wanted:
+                out += tma_specs(mode, target, only_heuristic, ms, wanted)
                 continue
             for cfg, heur in gemm_configs(mode, target, only_heuristic, ms):
                 args = _gemm_args(mode, 32760, cfg, target)
@@ -213,6 +254,7 @@ def specs(targets: Iterable[str] = tuple(TARGETS), only_heuristic: bool = False,
                 out.append(Spec(f"gemm_{mode}", config_name(cfg), target, fn_name, tuple(args.items()),
                                 cfg.num_warps, cfg.num_stages, fp8_dot=mode.startswith("fp8"),
                                 pipelined=mode in ("fp8_tensor", "fp8_token"), heuristic=heur))
+            out += tma_specs(mode, target, only_heuristic, ms, wanted)
         out += [s for s in quant_specs(target) + epilogue_specs(target) if wanted is None or s.kernel in wanted]
     return out
 
@@ -224,6 +266,9 @@ def _kernel_fn(name: str) -> Any:
     if name in ("gemm", "weight_only"):
         from comfyui_dit_quant.kernels import triton_gemm as tg
         return tg._scaled_gemm_kernel if name == "gemm" else tg._weight_only_kernel
+    if name == "tma":
+        from comfyui_dit_quant.kernels import triton_tma_gemm as tt
+        return tt._tma_gemm_kernel
     if name == "int8_epilogue":
         from comfyui_dit_quant.kernels import triton_epilogue as te
         return te._int8_epilogue_kernel
@@ -244,6 +289,10 @@ def _source(fn: Any, args: dict[str, Any]) -> Any:
         value = args[p.name]
         if isinstance(value, Ptr):
             value = torch.empty(16, dtype=value.dtype)
+        elif isinstance(value, Desc):
+            from triton.tools.tensor_descriptor import TensorDescriptor
+            value = TensorDescriptor(torch.empty(16, 16, dtype=value.dtype), list(value.shape),
+                                     [value.shape[1], 1], list(value.block))
         if p.is_constexpr:
             signature[p.name], constexprs[(i,)] = "constexpr", value
             continue
@@ -365,6 +414,8 @@ def check(results: list[Result]) -> list[str]:
                 problems.append(f"{where}: waits for every wgmma with {wgs} warpgroup(s) resident per SM: nothing "
                                 f"overlaps the scale promotion ({row['registers']} registers, "
                                 f"{row['shared_memory_bytes']} B shared memory)")
+        if s.tma and not row["tma"]:
+            problems.append(f"{where}: no TMA load (cp.async.bulk.tensor)")
     return problems
 
 

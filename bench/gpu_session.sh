@@ -10,7 +10,8 @@
 # each writes its JSON as it finishes (a session cut short still returns what it measured):
 #   info       bench/device_info.py: versions, probed capabilities, the backend each request picks per scheme
 #   linear     bench/linear.py at M = 32760 and 75600 first, then 4096 and 256 (JSON rewritten after each shape),
-#              Triton tuning off (COMFYUI_DIT_QUANT_TUNE=0 unless set: heuristic configs, no tuning compiles)
+#              Triton tuning off (COMFYUI_DIT_QUANT_TUNE=0 unless set: heuristic configs, no tuning compiles);
+#              on sm_90+ the 8-bit Triton GEMMs twice: <backend>[tma] and <backend>[pointer], same config
 #   dit_block  bench/dit_block.py: one Wan-14B block, bf16 vs each scheme (needs diffusers, see below)
 #   tests      python -m pytest tests/gpu, the quick subset (DIT_QUANT_GPU_QUICK=1; xdist workers, pytest-timeout)
 # The time plan (each step's cap and the total) is printed first. --quick: a smoke run (small benchmark shapes).

@@ -15,16 +15,21 @@ scheme's stored weight and scales).
     python bench/linear.py [--m 256,4096,32760,75600] [--json bench/results/linear-<gpu>.json] [--budget 200]
     python bench/linear.py --device cpu --m 64 --shapes 256x512 --iters 3   # smoke run
 
-Time on an H200 with the defaults: 4 M x 3 shapes x 14 timed entries (bf16, ComfyUI fp8 fast, 6 schemes x 2
-backends) x (1 check + 5 warm-up + 20 timed) calls = 1.4e16 FLOP: ~20 s at 790 TFLOP/s, ~35 s at 400; plus the
-Triton JIT (6 GEMM variants x 2 tile configs + the quantizers, ~17 kernels at 1-3 s each) and input generation:
-1-2 minutes, well under 4. ``--budget`` skips the shapes that would start after that many seconds (the JSON is
-rewritten after every shape, so a run stopped by ``timeout`` keeps what it measured).
+On sm_90+ the 8-bit Triton backends (``TMA_BACKENDS``) are timed twice, as ``<backend>[tma]`` (the TMA kernel,
+``kernels/triton_tma_gemm.py``) and ``<backend>[pointer]`` (the pointer kernel), side by side at the same config;
+a ``[tma]`` row whose TMA kernel was switched off (failed probe or launch) records that as its error.
+
+Time on an H200 with the defaults: 4 M x 3 shapes x 18 timed entries (bf16, ComfyUI fp8 fast, 6 schemes x 2
+backends, 4 of them twice for TMA / pointer) x (1 check + 5 warm-up + 20 timed) calls = 1.8e16 FLOP: ~25 s at 790
+TFLOP/s, ~45 s at 400; plus the Triton JIT (10 GEMM variants x 2 tile configs + the quantizers, ~25 kernels at 1-3 s
+each) and input generation: 1.5-2.5 minutes, under 4. ``--budget`` skips the shapes that would start after that
+many seconds (the JSON is rewritten after every shape, so a run stopped by ``timeout`` keeps what it measured).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import sys
 import time
@@ -53,6 +58,9 @@ IMPLEMENTATIONS = {
     "int8": ["int_mm", "triton_int8"],
     "fp8_weight_only": ["triton_weight_only", "dequant_mm"],
 }
+# 8-bit Triton GEMMs with a TMA variant (kernels/triton_tma_gemm.py, sm_90+): timed twice there, TMA forced on
+# ("<backend>[tma]") and off ("<backend>[pointer]"), whatever the config (heuristic or tuned) says.
+TMA_BACKENDS = ("triton_scaled", "triton_block", "triton_int8")
 COLUMNS = ["M", "K", "N", "scheme", "backend", "policy", "ms", "roof_ms", "of_roof", "tflops", "speedup", "rel_err",
            "peak_mib", "weight_mib", "error"]
 MIB = 2**20
@@ -75,6 +83,29 @@ def backends_to_time(device: torch.device, name: str, n: int, k: int, block: tup
         triton = importlib.util.find_spec("triton") is not None
         names += [b for b in IMPLEMENTATIONS[name] if b not in names and (triton or not b.startswith("triton"))]
     return [(b, b in listed) for b in names if b not in (auto, "eager")]
+
+
+def variants(device: torch.device, backend: str) -> list[tuple[str, bool | None]]:
+    """(row name, TMA forced on / off, None = as configured) for one backend on ``device``."""
+    if (device.type == "cuda" and backend in TMA_BACKENDS and torch.cuda.get_device_capability(device) >= (9, 0)
+            and importlib.util.find_spec("triton") is not None):
+        return [(f"{backend}[tma]", True), (f"{backend}[pointer]", False)]
+    return [(backend, None)]
+
+
+def tma_forced(on: bool | None) -> contextlib.AbstractContextManager[None]:
+    if on is None:
+        return contextlib.nullcontext()
+    from comfyui_dit_quant.kernels import triton_tma_gemm
+
+    return triton_tma_gemm.forced(on)
+
+
+def tma_off_reason() -> str | None:
+    """Why the TMA kernel is switched off in this process (a failed probe or launch), None when it is on."""
+    from comfyui_dit_quant.kernels import triton_tma_gemm
+
+    return triton_tma_gemm.disabled()
 
 
 def run_shape(m: int, k: int, n: int, device: torch.device, iters: int, warmup: int,
@@ -132,8 +163,12 @@ def run_shape(m: int, k: int, n: int, device: torch.device, iters: int, warmup: 
         add(label, f"auto={auto}", lambda i, wq=wq, ws=ws, s=scheme: s.linear(xs[i % ROTATE], wq, ws, bias),
             auto=auto, policy=True)
         for b, listed in backends_to_time(device, name, n, k, block, auto):
-            add(label, b, lambda i, wq=wq, ws=ws, b=b, nm=name, blk=block: run_named(
-                b, xs[i % ROTATE], wq, ws, bias, None, nm, blk, torch.bfloat16), policy=listed)
+            for row, tma in variants(device, b):
+                with tma_forced(tma):
+                    add(label, row, lambda i, wq=wq, ws=ws, b=b, nm=name, blk=block: run_named(
+                        b, xs[i % ROTATE], wq, ws, bias, None, nm, blk, torch.bfloat16), policy=listed)
+                if tma and tma_off_reason():  # the TMA kernel did not run: the row timed the pointer kernel
+                    rows[-1].update(ms=None, tflops=None, speedup=None, error=f"TMA off: {tma_off_reason()}"[:300])
         del stored, wq, ws
     return rows
 

@@ -4,12 +4,14 @@ Each probe runs a tiny GEMM on reference-quantized inputs and compares it with t
 raises *or* returns wrong numbers (rowwise on some sm_120 / Windows builds) is switched off for the process. The
 Triton kernels are probed the same way (an importable Triton can still fail to compile: no C compiler, a broken
 triton-windows install, a GPU its version does not know), so a failure there means the torch paths, not a crash.
+On sm_90+ the TMA GEMM is probed as well: a failure there switches only TMA off (the pointer kernel runs).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 
@@ -86,7 +88,8 @@ def probe_caps(caps: DeviceCaps, device: torch.device) -> dict[str, bool]:
 
 def _triton_works(caps: DeviceCaps, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor) -> bool:
     """The weight-only kernel (every Triton-capable GPU's FP8 path) and, with FP8 tensor cores, the block-scaled
-    one compile and agree with the reference. Heuristic tile configs: a probe never starts a tuning run."""
+    one compile and agree with the reference; on sm_90+ the TMA GEMM too (its failure only switches TMA off).
+    Heuristic tile configs: a probe never starts a tuning run."""
     try:
         from . import triton_gemm as tg
         from . import triton_quant as tq
@@ -114,4 +117,26 @@ def _triton_works(caps: DeviceCaps, x: torch.Tensor, w: torch.Tensor, bias: torc
         xq, xs = tq.quant_fp8_per_group(x, 128)
         return tg.block_scaled_mm(xq, wbq, xs, wb, 128, 128, bias, BF16, cfg=gemm_config(m, n, k, 128, False, cc))
 
-    return _agrees(block, exp_b, "triton block")
+    if not _agrees(block, exp_b, "triton block"):
+        return False
+    if cc is not None and tuple(cc) >= (9, 0):
+        _probe_tma(x, wq, ws, bias, cc)
+    return True
+
+
+def _probe_tma(x: torch.Tensor, wq: torch.Tensor, ws: torch.Tensor, bias: torch.Tensor,
+               capability: tuple[int, int]) -> bool:
+    """The TMA GEMM (``triton_tma_gemm``, the sm_90 heuristic's 8-bit kernel) at the heuristic's config: where it
+    raises or computes wrong numbers it is switched off (``disable``) and the pointer kernel runs instead."""
+    from . import triton_tma_gemm as tt
+    from .triton_configs import gemm_config
+
+    m, k = x.shape
+    n = wq.shape[0]
+    cfg = replace(gemm_config(m, n, k, None, False, capability), tma=True)
+    xq, xs = ref.quant_fp8_per_token(x)
+    expected = ref.scaled_mm(xq, wq, xs, ws, bias, BF16)
+    if _agrees(lambda: tt.scaled_mm(xq, wq, xs, ws, bias, BF16, cfg), expected, "triton tma"):
+        return True
+    tt.disable("the one-time probe failed (see the probe triton tma line)")
+    return False

@@ -15,6 +15,15 @@ audit (``bench/compiled_audit.py``) showed it must:
 - Block-scaled weight-only, sm_89 block-scaled FP8 and sm_80 weight-only (e4m3 decoded from bits,
   BLOCK_K <= 64) use 8-warp tiles of 64x128 / 128x64 above M = 32: 4-warp 64x128 tiles (and 128x128 ones there)
   reach 255 registers and spill (``register_kind``, ``fits_registers``).
+- Hopper 8-bit GEMMs load their tiles by TMA (``tma=True``: ``triton_tma_gemm``; the pointer kernel where the
+  operands are not TMA-aligned). Compiled for sm_90a (Triton 3.9) at every config the heuristic or the tuner may
+  pick, the TMA kernel needs fewer registers (128x128x128 / 8 warps: 156 vs 169 FP8 per token, 192 vs 213
+  block-scaled, 126 vs 128 INT8; 64x128x128 / 4 warps: 148 vs 177 FP8, 163 vs 226 block-scaled), no spills, 24-40
+  bytes more shared memory (its barriers) and the same wgmma waits (a group in flight in the epilogue-scaled FP8
+  loops), without per-thread address arithmetic or masks in its K loop (``tests/test_compiled_audit.py`` checks
+  this against the committed table). Runtime is unmeasured so far: ``bench/linear.py`` times both on sm_90, and
+  the tuner times the pointer twin of the heuristic too (``triton_tuning_keys.candidates``), so a GPU where TMA is
+  slower keeps the pointer kernel.
 - The software pipeline fits the GPU's shared memory per block (``SMEM_BY_CAPABILITY``): e.g. the weight-only
   128x128x128 x 3 stages tile (160 KB) does not fit an sm_89 / sm_86 block (99 KB); BLOCK_K halves first (down to
   32, and only while it divides the scale group), then stages drop (down to 2).
@@ -39,6 +48,7 @@ class GemmConfig:
     group_m: int = 8
     num_warps: int = 4
     num_stages: int = 3
+    tma: bool = False  # 8-bit GEMMs on sm_90+: the TMA kernel (``triton_tma_gemm``) where the operands allow
 
 
 def smem_limit(capability: tuple[int, int] | None) -> int:
@@ -114,4 +124,6 @@ def gemm_config(m: int, n: int, k: int, group_k: int | None = None, weight_only:
         cfg = GemmConfig(128, 64, min(bk, 64) if decoding else bk, 8, 8, 3)
     else:
         cfg = GemmConfig(128, 128, bk, 8, 8, 3)
+    if hopper_8bit:
+        cfg = replace(cfg, tma=True)
     return cfg if capability is None else fit_smem(cfg, weight_only, smem_limit(capability), group_k)

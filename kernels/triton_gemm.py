@@ -37,6 +37,7 @@ shape bucket on CUDA, cached on disk; the ``triton_configs`` heuristic elsewhere
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
 import torch
 import triton
@@ -44,22 +45,12 @@ import triton.language as tl
 
 from .triton_configs import GemmConfig, gemm_config
 from .triton_rounding import e4m3_bits_to_float, round_to_bf16
+from .triton_tiles import scale_strides as _strides
+from .triton_tiles import tile as _tile
 from .triton_tuning import select_config
 
 # Decided when the kernels are decorated (as Triton decides interpretation): the interpreter's bf16 dot is wrong.
 _INTERPRETED = bool(triton.knobs.runtime.interpret)
-
-
-@triton.jit
-def _tile(M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
-    """This program's (row, column) tile, grouped GROUP_M tile rows at a time (better L2 reuse of B)."""
-    pid = tl.program_id(0)
-    num_m = tl.cdiv(M, BLOCK_M)
-    num_n = tl.cdiv(N, BLOCK_N)
-    group = GROUP_M * num_n
-    first_m = (pid // group) * GROUP_M
-    size_m = tl.minimum(num_m - first_m, GROUP_M)
-    return first_m + (pid % group) % size_m, (pid % group) // size_m
 
 
 @triton.jit
@@ -169,15 +160,6 @@ def _weight_only_kernel(a_ptr, b_ptr, c_ptr, bs_ptr, bias_ptr, M, N, K,
     tl.store(c_ptrs, out.to(c_ptr.dtype.element_ty), mask=mask_n[:, None] & mask_m[None, :])
 
 
-def _strides(scale: torch.Tensor) -> tuple[int, int]:
-    """(row, group) strides of a scale tensor: [] → (0, 0); [R] or [R, 1] → (s, 0); [R, G] → its strides."""
-    if scale.dim() == 0 or scale.numel() == 1:
-        return 0, 0
-    if scale.dim() == 1 or scale.shape[1] == 1:
-        return scale.stride(0), 0
-    return scale.stride(0), scale.stride(1)
-
-
 def _launch(a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor | None, b_scale: torch.Tensor,
             bias: torch.Tensor | None, out_dtype: torch.dtype, out: torch.Tensor | None,
             group_n: int, group_k: int | None, weight_only: bool, cfg: GemmConfig | None,
@@ -189,6 +171,7 @@ def _launch(a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor | None, b_sc
     b_scale = b_scale.float()
     a_scale = b_scale if a_scale is None else a_scale.float()
     int8 = a.dtype == torch.int8
+    cc = _capability(a.device)
 
     def launch(c: GemmConfig) -> None:
         if group_k is not None and group_k % c.block_k:
@@ -203,6 +186,9 @@ def _launch(a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor | None, b_sc
                 BLOCK_M=c.block_m, BLOCK_N=c.block_n, BLOCK_K=c.block_k, GROUP_M=c.group_m,
                 num_warps=c.num_warps, num_stages=c.num_stages)
             return
+        if _tma_usable(a, b, cc, c.tma):
+            _tma_launch(a, b, out, a_scale, b_scale, bias, group_n, group_k, c)
+            return
         _scaled_gemm_kernel[grid](
             a, b, out, a_scale, b_scale, b_scale if bias is None else bias, m, n, k,
             a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1),
@@ -213,10 +199,40 @@ def _launch(a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor | None, b_sc
             num_warps=c.num_warps, num_stages=c.num_stages)
 
     if cfg is None:  # tuned at first use on CUDA (timing writes `out`: the launch below rewrites it), else heuristic
-        cfg = gemm_config(m, n, k, group_k, weight_only, _capability(a.device)) if _INTERPRETED else \
+        cfg = gemm_config(m, n, k, group_k, weight_only, cc) if _INTERPRETED else \
             select_config(a.device, m, n, k, group_n, group_k, weight_only, int8, launch)
     launch(cfg)
     return out
+
+
+@functools.cache
+def _tma_module():
+    """``triton_tma_gemm``, or None where this Triton has no host tensor descriptors."""
+    try:
+        from . import triton_tma_gemm
+    except ImportError:
+        return None
+    return triton_tma_gemm
+
+
+def _tma_usable(a: torch.Tensor, b: torch.Tensor, cc: tuple[int, int] | None, requested: bool = True) -> bool:
+    """A config's ``tma`` (``requested``) applies: sm_90+ (or the interpreter), not disabled, operands aligned."""
+    tt = _tma_module()
+    return tt is not None and tt.usable(a, b, cc, _INTERPRETED, requested)
+
+
+def _tma_launch(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, a_scale: torch.Tensor, b_scale: torch.Tensor,
+                bias: torch.Tensor | None, group_n: int, group_k: int | None, c: GemmConfig) -> None:
+    """The TMA kernel (``triton_tma_gemm``). A launch that raises (other than for resources, which a tuning
+    run skips) switches TMA off for the process and runs the pointer kernel instead."""
+    tt = _tma_module()
+    try:
+        tt.launch(a, b, out, a_scale, b_scale, bias, (*_strides(a_scale), *_strides(b_scale)), group_n, group_k, c)
+    except triton.runtime.errors.OutOfResources:
+        raise
+    except Exception as e:  # a Triton / driver whose TMA path does not work: the pointer kernel (logged once)
+        tt.disable(f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}")
+        _launch(a, b, a_scale, b_scale, bias, out.dtype, out, group_n, group_k, False, replace(c, tma=False))
 
 
 def block_scaled_mm(a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor, b_scale: torch.Tensor,

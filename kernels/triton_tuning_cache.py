@@ -41,13 +41,17 @@ def cache_file(info: DeviceInfo, directory: Path | None = None) -> Path:
 
 
 def _parse_config(raw: Any) -> GemmConfig:
-    names = [f.name for f in fields(GemmConfig)]
-    if not isinstance(raw, dict) or set(raw) != set(names):
-        raise ValueError(f"config {raw!r} does not have exactly the fields {names}")
+    """A cached config: the integer fields of ``GemmConfig``, and ``tma`` (a bool; absent in older files: False)."""
+    names = [f.name for f in fields(GemmConfig) if f.name != "tma"]
+    if not isinstance(raw, dict) or not set(names) <= set(raw) <= {*names, "tma"}:
+        raise ValueError(f"config {raw!r} does not have exactly the fields {names} (and optionally tma)")
     values = [raw[f] for f in names]
     if not all(type(v) is int and v > 0 for v in values) or any(v & (v - 1) for v in values[:-1]):
         raise ValueError(f"config {raw!r}: blocks, group_m and num_warps must be powers of two, num_stages >= 1")
-    return GemmConfig(*values)
+    tma = raw.get("tma", False)
+    if type(tma) is not bool:
+        raise ValueError(f"config {raw!r}: tma must be true or false")
+    return GemmConfig(*values, tma=tma)
 
 
 def _read(path: Path, warn: bool = True) -> dict[str, dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -100,8 +100,9 @@ def candidates(m: int, n: int, k: int, group_k: int | None = None, weight_only: 
     128x256 and 256x128 spill on sm_90a and are gone; 64x128x128 with 4 warps (vLLM's H200 pick) is first above
     M = 512. On Hopper, kernels that wait for each wgmma (block-scaled promotion, INT8) keep 4-warp tiles only
     where two blocks fit one SM's shared memory: a lone warpgroup per SM would leave the tensor cores idle while
-    it scales each partial product (the audit's ``resident_warpgroups`` rule). A shape whose list is the heuristic
-    alone is not timed at all (``select_config``)."""
+    it scales each partial product (the audit's ``resident_warpgroups`` rule). Where the heuristic loads by TMA
+    (Hopper 8-bit, ``GemmConfig.tma``) its pointer-kernel twin comes second (one more candidate) and the
+    alternatives use TMA too. A shape whose list is the heuristic alone is not timed at all (``select_config``)."""
     h = gemm_config(m, n, k, group_k, weight_only, capability)
     bk = h.block_k
     hopper_8bit = capability is not None and capability[0] == 9 and not weight_only
@@ -127,11 +128,12 @@ def candidates(m: int, n: int, k: int, group_k: int | None = None, weight_only: 
     max_m = max(h.block_m, _next_pow2(m))
     max_n = max(h.block_n, _next_pow2(n))
     max_k = max(h.block_k, _next_pow2(k))
-    out = [h]
+    out = [h, replace(h, tma=False)] if h.tma else [h]  # TMA vs the pointer kernel at the heuristic's tile
+    limit = MAX_CANDIDATES + len(out) - 1
     for bm, bn, bk_, gm, warps, stages in alts:
-        if len(out) == MAX_CANDIDATES:
+        if len(out) == limit:
             break
-        c = GemmConfig(bm, bn, bk_, gm, warps, stages)
+        c = GemmConfig(bm, bn, bk_, gm, warps, stages, h.tma)
         if (c in out or bk_ < min_bk or bk_ > 256 or (group_k is not None and group_k % bk_)
                 or bm > max_m or bn > max_n or bk_ > max_k or smem_bytes(c, weight_only) > smem_limit
                 or (hopper_8bit and bm < 64) or not fits_registers(c, kind)
@@ -143,4 +145,4 @@ def candidates(m: int, n: int, k: int, group_k: int | None = None, weight_only: 
 
 def describe(cfg: GemmConfig) -> str:
     return (f"BLOCK {cfg.block_m}x{cfg.block_n}x{cfg.block_k} group_m {cfg.group_m} warps {cfg.num_warps} "
-            f"stages {cfg.num_stages}")
+            f"stages {cfg.num_stages}" + (" tma" if cfg.tma else ""))

@@ -1,15 +1,16 @@
 """The compiled-kernel audit (``bench/compiled_audit.py``) on this CPU machine: Triton kernels compiled ahead of
 time for sm_90a / sm_89 / sm_80 with Triton's bundled ptxas, no GPU.
 
-Live: the heuristic configs of the M buckets that carry the work (M <= 512 and large M, Wan-14B N x K) of every
-GEMM mode and the activation quantizers, on every target (46 compilations: 45 s on 2 cores with an empty Triton
-cache, seconds with a warm one). Every row must have zero spills, shared memory within the target's limit, native
-FP8 MMA on sm_89 / sm_90a and, on sm_90a, wgmma with a group in flight in the FP8 K loops with epilogue scales
-(the block-scaled loop waits by construction: ``compiled_audit.Spec.pipelined``; such loops need two warpgroups
-resident per SM instead: ``compiled_audit.resident_warpgroups``). The committed table for the installed
-Triton version (every config the heuristic and the tuner may pick) must follow the same rules, cover exactly what
-the audit would compile today, and agree with the live rows (so a kernel edit without a new table fails here:
-``python bench/compiled_audit.py`` rewrites it).
+Live: the heuristic configs of the M buckets that carry the work (M <= 512 and large M, Wan-14B N x K) of every GEMM
+mode (on sm_90a also the TMA variant of the 8-bit ones) and the activation quantizers, on every target (57
+compilations: about a minute on 2 cores with an empty Triton cache, seconds with a warm one). Every row must have
+zero spills, shared memory within the target's limit, native FP8 MMA on sm_89 / sm_90a and, on sm_90a, wgmma with a
+group in flight in the FP8 K loops with epilogue scales (the block-scaled loop waits by construction:
+``compiled_audit.Spec.pipelined``; such loops need two warpgroups resident per SM instead:
+``compiled_audit.resident_warpgroups``). The committed table for the installed Triton version (every config the
+heuristic and the tuner may pick) must follow the same rules, cover exactly what the audit would compile today, and
+agree with the live rows (so a kernel edit without a new table fails here: ``python bench/compiled_audit.py``
+rewrites it).
 """
 
 from __future__ import annotations
@@ -69,8 +70,11 @@ def _problems(rows: list[dict]) -> list[str]:
             out.append(f"{where}: spills {row['spill_bytes']} bytes")
         if row["shared_memory_bytes"] > ca.TARGETS[row["target"]][1]:
             out.append(f"{where}: {row['shared_memory_bytes']} bytes of shared memory")
-        pipelined = row["kernel"] in ("gemm_fp8_tensor", "gemm_fp8_token")
-        if row["kernel"].startswith("gemm_fp8") and row["target"] == "sm_90a" and (
+        kernel = row["kernel"].replace("gemm_tma_", "gemm_")  # the TMA variant: the same rules, and TMA loads
+        if kernel != row["kernel"] and not row["tma"]:
+            out.append(f"{where}: no TMA load")
+        pipelined = kernel in ("gemm_fp8_tensor", "gemm_fp8_token")
+        if kernel.startswith("gemm_fp8") and row["target"] == "sm_90a" and (
                 row["mma"] != "wgmma" or (pipelined and max(row["wgmma_waits"], default=0) < 1)):
             out.append(f"{where}: mma {row['mma']}, wgmma waits {row['wgmma_waits']}")
         warps = int(re.search(r"warps (\d+)", row["config"]).group(1)) if row["kernel"].startswith("gemm") else 0
@@ -106,3 +110,23 @@ def test_committed_table(live: list[ca.Result]) -> None:
                                     f"{sorted(expected - set(table))[:5]}, extra {sorted(set(table) - expected)[:5]}")
     for r in live:
         assert table[(r.spec.kernel, r.spec.config, r.spec.target)] == r.row, r.row
+
+
+@pytest.mark.slow
+def test_tma_kernel_rows_back_the_hopper_heuristic() -> None:
+    """``triton_configs``: Hopper 8-bit GEMMs load by TMA because, at every config the heuristic or the tuner may
+    pick, the TMA kernel compiles (sm_90a) with TMA loads, fewer registers than the pointer kernel, no spills, at
+    most 64 bytes more shared memory and the same wgmma waits."""
+    path = ca.default_path()
+    if not path.exists():
+        pytest.skip(f"no committed audit table for this Triton version ({path.name})")
+    rows = {(r["kernel"], r["config"], r["target"]): r for r in json.loads(path.read_text())}
+    tma = [r for r in rows.values() if r["kernel"].startswith("gemm_tma_")]
+    assert {r["kernel"] for r in tma} == {f"gemm_tma_{m}" for m in ca.TMA_MODES} and {r["target"] for r in tma} == {
+        "sm_90a"}
+    for r in tma:
+        pointer = rows[(r["kernel"].replace("gemm_tma_", "gemm_"), r["config"], "sm_90a")]
+        assert r["tma"] and not pointer["tma"] and r["spill_bytes"] == 0, r
+        assert r["registers"] < pointer["registers"], (r, pointer)
+        assert 0 <= r["shared_memory_bytes"] - pointer["shared_memory_bytes"] <= 64, (r, pointer)
+        assert r["wgmma_waits"] == pointer["wgmma_waits"] and r["mma"] == pointer["mma"] == "wgmma", (r, pointer)

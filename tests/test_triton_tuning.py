@@ -10,6 +10,7 @@ import os
 import re
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,12 @@ def cache_entries(cache: Path) -> dict[str, dict]:
     data = json.loads(tt.cache_file(INFO, cache).read_text())
     assert data["schema"] == tt.SCHEMA and data["device"] == "NVIDIA_H200" and data["triton"] == "3.5.0"
     return data["entries"]
+
+
+def h200_candidates(m: int, n: int, k: int, group_k: int | None = None, weight_only: bool = False,
+                    int8: bool = False) -> list[GemmConfig]:
+    """What ``select_config`` times on the fake H200."""
+    return tt.candidates(m, n, k, group_k, weight_only, int8, INFO.smem, INFO.capability)
 
 
 def key(m: int = M, n: int = N, k: int = K, group_n: int = 1, group_k: int | None = None, weight_only: bool = False,
@@ -141,7 +148,24 @@ def test_capability_aware_heuristic_and_candidates() -> None:
     assert gemm_config(4096, 5120, 5120, None, True) == GemmConfig(128, 128, 128, 8, 8, 3)  # 160 KB
     assert gemm_config(4096, 5120, 5120, None, True, (8, 9)) == GemmConfig(128, 128, 64, 8, 8, 3)
     assert gemm_config(16, 5120, 5120, None, False, (9, 0)).block_m == 64
-    assert tt.candidates(4096, 5120, 5120, 128, capability=(9, 0))[1] == GemmConfig(64, 128, 128, 8, 4, 4)
+    hopper = tt.candidates(4096, 5120, 5120, 128, capability=(9, 0))
+    assert hopper[:3] == [GemmConfig(128, 128, 128, 8, 8, 3, tma=True), GemmConfig(128, 128, 128, 8, 8, 3),
+                          GemmConfig(64, 128, 128, 8, 4, 4, tma=True)]
+
+
+def test_hopper_8bit_configs_load_by_tma_and_the_tuner_times_the_pointer_twin() -> None:
+    """``GemmConfig.tma``: the heuristic's pick for Hopper 8-bit GEMMs (the compiled evidence in
+    ``triton_configs``); every tuning of such a shape also times the pointer kernel at the heuristic's tile."""
+    for m in (1, 17, 64, 300, 4096, 75600):
+        for gk, i8 in ((None, False), (128, False), (None, True)):
+            cands = tt.candidates(m, 5120, 13824, gk, False, i8, tt.SMEM_LIMIT, (9, 0))
+            assert cands[0].tma and cands[1] == replace(cands[0], tma=False), (m, gk, i8, cands)
+            assert all(c.tma for c in cands[2:]) and len(cands) <= tt.MAX_CANDIDATES + 1
+            assert len(cands) == tt.MAX_CANDIDATES + 1 or m <= 16  # the twin adds one; M <= 16 has 3 alternatives
+        for cc in (None, (8, 9), (8, 0), (10, 0), (12, 0)):
+            assert not any(c.tma for c in tt.candidates(m, 5120, 13824, None, False, False, tt.SMEM_LIMIT, cc))
+        assert not any(c.tma for c in tt.candidates(m, 5120, 13824, None, True, False, tt.SMEM_LIMIT, (9, 0)))
+    assert "tma" in tt.describe(GemmConfig(64, 64, 128, tma=True)) and "tma" not in tt.describe(GemmConfig(64, 64, 128))
 
 
 def test_a_shape_with_only_the_heuristic_is_not_timed(monkeypatch: pytest.MonkeyPatch, fake_cuda: Path) -> None:
@@ -157,7 +181,7 @@ def test_a_shape_with_only_the_heuristic_is_not_timed(monkeypatch: pytest.Monkey
 
 def test_tunes_picks_the_fastest_stores_it_and_reads_it_back(fake_cuda: Path,
                                                              caplog: pytest.LogCaptureFixture) -> None:
-    cands = tt.candidates(M, N, K)
+    cands = h200_candidates(M, N, K)
     fast = cands[2]
     fake = Fake({cands[0]: 1.0, fast: 0.5, cands[1]: 0.8})
     with caplog.at_level(logging.INFO, logger=LOGGER):
@@ -167,7 +191,8 @@ def test_tunes_picks_the_fastest_stores_it_and_reads_it_back(fake_cuda: Path,
     assert tuned == [f"tuned {key()}: {tt.describe(fast)} (0.5 ms vs default 1 ms)"]
     entry = cache_entries(fake_cuda)[key()]
     assert entry["config"] == {"block_m": fast.block_m, "block_n": fast.block_n, "block_k": fast.block_k,
-                               "group_m": fast.group_m, "num_warps": fast.num_warps, "num_stages": fast.num_stages}
+                               "group_m": fast.group_m, "num_warps": fast.num_warps, "num_stages": fast.num_stages,
+                               "tma": fast.tma}
     assert entry["ms"] == 0.5 and entry["default_ms"] == 1.0 and entry["m"] == M
 
     again = Fake()
@@ -179,14 +204,15 @@ def test_tunes_picks_the_fastest_stores_it_and_reads_it_back(fake_cuda: Path,
     assert select(fresh) == fast and fresh.timed == 0
 
     other = Fake()
-    assert select(other, m=4096) == gemm_config(4096, N, K)  # another bucket is tuned (all equal: the heuristic)
-    assert other.timed == len(tt.candidates(4096, N, K))
+    # another bucket is tuned (all equal: the heuristic)
+    assert select(other, m=4096) == gemm_config(4096, N, K, capability=INFO.capability)
+    assert other.timed == len(h200_candidates(4096, N, K))
     assert set(cache_entries(fake_cuda)) == {key(), key(4096)}
 
 
 def test_later_calls_of_a_layer_skip_the_key_and_the_store(monkeypatch: pytest.MonkeyPatch) -> None:
     """The hot path: once a shape bucket is resolved, select_config is one dict lookup."""
-    fake = Fake({tt.candidates(M, N, K)[1]: 0.5})
+    fake = Fake({h200_candidates(M, N, K)[1]: 0.5})
     first = select(fake)
     monkeypatch.setattr(tt, "_store", lambda info: pytest.fail("the store was consulted again"))
     monkeypatch.setattr(tt, "shape_key", lambda *a: pytest.fail("the key was built again"))
@@ -197,11 +223,11 @@ def test_later_calls_of_a_layer_skip_the_key_and_the_store(monkeypatch: pytest.M
 
 
 def test_ties_keep_the_heuristic() -> None:
-    assert select(Fake()) == gemm_config(M, N, K)
+    assert select(Fake()) == gemm_config(M, N, K, capability=INFO.capability)
 
 
 def test_keys_separate_modes_and_shapes(fake_cuda: Path) -> None:
-    cands = tt.candidates(M, N, K, 128)
+    cands = h200_candidates(M, N, K, 128)
     assert select(Fake({cands[1]: 0.1}), group_n=128, group_k=128) == cands[1]
     scaled = Fake()
     select(scaled)
@@ -210,7 +236,7 @@ def test_keys_separate_modes_and_shapes(fake_cuda: Path) -> None:
 
 
 def test_failing_candidates_are_skipped(caplog: pytest.LogCaptureFixture) -> None:
-    cands = tt.candidates(M, N, K)
+    cands = h200_candidates(M, N, K)
     fake = Fake({cands[3]: 0.7, cands[4]: 0.9}, fail={cands[0], cands[1]})
     with caplog.at_level(logging.DEBUG, logger=LOGGER):
         assert select(fake) == cands[3]
@@ -219,7 +245,7 @@ def test_failing_candidates_are_skipped(caplog: pytest.LogCaptureFixture) -> Non
 
 
 def test_all_candidates_failing_raises_the_first_error(fake_cuda: Path) -> None:
-    cands = tt.candidates(M, N, K)
+    cands = h200_candidates(M, N, K)
     with pytest.raises(RuntimeError, match=re.escape(f"out of resources: {cands[0]}")):
         select(Fake(fail=set(cands)))
     assert not tt.cache_file(INFO, fake_cuda).exists()
@@ -234,7 +260,7 @@ def test_unusable_cache_file_is_ignored_with_a_warning(fake_cuda: Path, caplog: 
     monkeypatch.setenv(tt.ENV_TUNE, "0")
     fake = Fake()
     with caplog.at_level(logging.WARNING, logger=LOGGER):
-        assert select(fake) == gemm_config(M, N, K) and fake.timed == 0
+        assert select(fake) == gemm_config(M, N, K, capability=INFO.capability) and fake.timed == 0
         select(fake)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "ignored" in warnings[0].getMessage(), warnings  # read once per process
@@ -256,13 +282,31 @@ def test_bad_entries_are_ignored(fake_cuda: Path, caplog: pytest.LogCaptureFixtu
     assert select(fake) != GemmConfig(64, 64, 48, 8, 4, 2) and fake.timed > 0  # re-tuned
 
 
+def test_cached_tma_flag_round_trips_and_older_files_read_as_pointer_kernel(fake_cuda: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    path = tt.cache_file(INFO, fake_cuda)
+    path.parent.mkdir(parents=True)
+    good = {"block_m": 64, "block_n": 64, "block_k": 64, "group_m": 8, "num_warps": 4, "num_stages": 2}
+    path.write_text(json.dumps({"schema": tt.SCHEMA, "entries": {
+        key(4096): {"config": {**good, "tma": True}}, key(1): {"config": good},
+        key(): {"config": {**good, "tma": 1}}}}))
+    fake = Fake()
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        assert select(fake, m=4096) == GemmConfig(64, 64, 64, 8, 4, 2, tma=True)
+        assert select(fake, m=1) == GemmConfig(64, 64, 64, 8, 4, 2)  # written before the field existed
+    assert fake.timed == 0 and sum("tma must be" in r.getMessage() for r in caplog.records) == 1
+    cands = h200_candidates(M, N, K)
+    assert cands[0].tma and select(Fake({cands[1]: 0.1})) == cands[1]  # the pointer twin was faster
+    assert cache_entries(fake_cuda)[key()]["config"]["tma"] is False
+
+
 def test_cached_config_not_dividing_the_group_is_not_used(fake_cuda: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tt.cache_file(INFO, fake_cuda)
     path.parent.mkdir(parents=True)
     cfg = {"block_m": 64, "block_n": 64, "block_k": 128, "group_m": 8, "num_warps": 4, "num_stages": 2}
     path.write_text(json.dumps({"schema": tt.SCHEMA, "entries": {key(group_n=64, group_k=64): {"config": cfg}}}))
     monkeypatch.setenv(tt.ENV_TUNE, "0")
-    assert select(Fake(), group_n=64, group_k=64) == gemm_config(M, N, K, 64)
+    assert select(Fake(), group_n=64, group_k=64) == gemm_config(M, N, K, 64, capability=INFO.capability)
 
 
 def test_unwritable_cache_dir_keeps_configs_in_memory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
@@ -270,7 +314,7 @@ def test_unwritable_cache_dir_keeps_configs_in_memory(monkeypatch: pytest.Monkey
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     monkeypatch.setenv(tt.ENV_CACHE_DIR, str(blocker / "cache"))  # mkdir fails, even as root
-    cands = tt.candidates(M, N, K)
+    cands = h200_candidates(M, N, K)
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         assert select(Fake({cands[1]: 0.1})) == cands[1]
         select(Fake(), m=4096)
@@ -314,7 +358,7 @@ def test_threads_tune_a_key_once() -> None:
     for t in threads:
         t.join()
     assert len(results) == 4 and len(set(results)) == 1
-    assert fake.timed == len(tt.candidates(M, N, K))
+    assert fake.timed == len(h200_candidates(M, N, K))
 
 
 # --- when tuning is off ---------------------------------------------------------------------------------------------
@@ -344,11 +388,11 @@ def test_interpreter_detected_from_the_environment(monkeypatch: pytest.MonkeyPat
 
 @pytest.mark.parametrize("value", ["0", "false", "off"])
 def test_not_when_disabled(fake_cuda: Path, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
-    cands = tt.candidates(M, N, K)
+    cands = h200_candidates(M, N, K)
     select(Fake({cands[1]: 0.1}))
     monkeypatch.setenv(tt.ENV_TUNE, value)
     fake = Fake()
-    assert select(fake, m=4096) == gemm_config(4096, N, K) and fake.timed == 0
+    assert select(fake, m=4096) == gemm_config(4096, N, K, capability=INFO.capability) and fake.timed == 0
     assert select(fake) == cands[1]  # configs tuned before are still used
     assert set(cache_entries(fake_cuda)) == {key()}
 
@@ -356,7 +400,7 @@ def test_not_when_disabled(fake_cuda: Path, monkeypatch: pytest.MonkeyPatch, val
 def test_not_while_capturing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tt, "_capturing", lambda: True)
     fake = Fake()
-    assert select(fake) == gemm_config(M, N, K) and fake.timed == 0
+    assert select(fake) == gemm_config(M, N, K, capability=INFO.capability) and fake.timed == 0
 
 
 def test_capturing_is_false_outside_capture_and_compile() -> None:
@@ -372,7 +416,7 @@ def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 
 
 def test_main_prints_the_cache(fake_cuda: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cands = tt.candidates(M, N, K)
+    cands = h200_candidates(M, N, K)
     select(Fake({cands[0]: 1.0, cands[1]: 0.5}))
     assert tt.main([]) == 0
     out = capsys.readouterr().out
