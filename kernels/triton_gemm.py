@@ -20,6 +20,10 @@ RTX 30xx) the codes are read as uint8 and decoded from their bits (``B_BITS``): 
 
 Bias and the output dtype are fused in the epilogues; M, N and K tails are masked.
 
+On Hopper (sm_90+) the 8-bit kernel's tiles come by TMA instead (``triton_tma_gemm``, same math, fewer
+registers in the compiled code): ``_launch`` takes it when the config says ``tma`` and the operands are
+TMA-aligned, and falls back to ``_scaled_gemm_kernel`` otherwise or after a failed TMA launch.
+
 What still waits for every MMA on Hopper (``wgmma.wait_group 0`` in the loop; Triton makes a dot asynchronous only
 when its accumulator is a loop-carried value that nothing else reads): the block-scaled loops (each step's
 partial product is read to be scaled; promoting one step late with a second accumulator was compiled and still
