@@ -50,6 +50,7 @@ import triton.language as tl
 from .triton_configs import GemmConfig, gemm_config
 from .triton_rounding import e4m3_bits_to_float, round_to_bf16
 from .triton_tiles import scale_strides as _strides
+from .triton_tiles import store_scaled
 from .triton_tiles import tile as _tile
 from .triton_tuning import select_config
 
@@ -99,17 +100,8 @@ def _scaled_gemm_kernel(a_ptr, b_ptr, c_ptr, as_ptr, bs_ptr, bias_ptr, M, N, K,
         a_ptrs += BLOCK_K * stride_ak
         b_ptrs += BLOCK_K * stride_bk
 
-    out = acc.to(tl.float32)
-    if not PROMOTE:
-        out = out * tl.load(bs_col, mask=mask_n, other=0.0)[None, :]
-        if A_SCALED:
-            out = out * tl.load(as_row, mask=mask_m, other=0.0)[:, None]
-    if HAS_BIAS:
-        out += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-    c_ptrs = c_ptr + offs_m[:, None].to(tl.int64) * stride_cm + offs_n[None, :] * stride_cn
-    if c_ptr.dtype.element_ty == tl.bfloat16:
-        out = round_to_bf16(out)
-    tl.store(c_ptrs, out.to(c_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+    store_scaled(acc, c_ptr, as_row, bs_col, bias_ptr, offs_m, offs_n, mask_m, mask_n, stride_cm, stride_cn,
+                 PROMOTE, A_SCALED, HAS_BIAS)
 
 
 @triton.jit

@@ -32,8 +32,7 @@ import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
 from .triton_configs import GemmConfig
-from .triton_rounding import round_to_bf16
-from .triton_tiles import scale_strides, tile
+from .triton_tiles import scale_strides, store_scaled, tile
 
 log = logging.getLogger("comfyui_dit_quant")
 
@@ -123,16 +122,8 @@ def _tma_gemm_kernel(a_desc, b_desc, c_ptr, as_ptr, bs_ptr, bias_ptr, M, N, K,
         else:  # promote FP8 partial sums to fp32 every BLOCK_K (as the pointer kernel)
             acc = tl.dot(a, b.T, acc, max_num_imprecise_acc=BLOCK_K)
 
-    out = acc.to(tl.float32)
-    if not PROMOTE:
-        out = out * tl.load(bs_col, mask=mask_n, other=0.0)[None, :]
-        out = out * tl.load(as_row, mask=mask_m, other=0.0)[:, None]
-    if HAS_BIAS:
-        out += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-    c_ptrs = c_ptr + offs_m[:, None].to(tl.int64) * stride_cm + offs_n[None, :] * stride_cn
-    if c_ptr.dtype.element_ty == tl.bfloat16:
-        out = round_to_bf16(out)
-    tl.store(c_ptrs, out.to(c_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+    store_scaled(acc, c_ptr, as_row, bs_col, bias_ptr, offs_m, offs_n, mask_m, mask_n, stride_cm, stride_cn,
+                 PROMOTE, True, HAS_BIAS)
 
 
 def launch(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, a_scale: torch.Tensor, b_scale: torch.Tensor,
