@@ -8,7 +8,7 @@ import os
 from collections import Counter
 
 from ..quant.families import UnknownFamilyError, detect_family
-from ..quant.formats import comfy_native, layer_marker, pack_format
+from ..quant.formats import comfy_native, layer_marker, lightx2v, pack_format
 from ..quant.formats.io import detect_format
 from ..quant.formats.safetensors_io import Header, read_header, read_tensor
 
@@ -27,6 +27,8 @@ def _layer_schemes(header: Header, fmt: str) -> dict[str, str]:
     if fmt == "scaled_fp8":
         return {k[: -len(".scale_weight")]: "scaled_fp8 (per-tensor)" for k in header.tensors
                 if k.endswith(".scale_weight")}
+    if fmt == lightx2v.FORMAT:
+        return lightx2v.header_schemes(header)
     return {}
 
 

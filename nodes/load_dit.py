@@ -18,6 +18,7 @@ from ..quant.families import UnknownFamilyError, detect_family
 from ..quant.formats.io import detect_format, read_checkpoint
 from ..quant.formats.layer_state import checkpoint_to_state_dict
 from ..quant.formats.safetensors_io import read_header
+from ..quant.formats.shards import refuse_shard
 from ..quant.ignore import IgnoreMatcher
 from ..quant.load_plan import read_quantized_state_dict
 from ..quant.plan import PLAIN_FP8_DTYPES, plan_state_dict
@@ -170,6 +171,7 @@ class LoadFP8DiT(io.ComfyNode):
         device = mm.get_torch_device()
         notes: list[str] = []
         fmt = detect_format(read_header(path))
+        refuse_shard(path)
         if fmt == "plain":
             sd, metadata, report, family = _load_plain(path, scheme, block_size, preset, ignored_layers, device,
                                                        notes)

@@ -26,6 +26,7 @@ from .formats.safetensors_io import (
     read_header,
     read_tensor,
 )
+from .formats.shards import refuse_shard
 from .plan import plan_state_dict
 from .report import QuantReport
 from .schemes import NonFiniteWeightError, Scheme
@@ -65,6 +66,7 @@ def convert_file(
     if os.path.abspath(src) == os.path.abspath(dst):
         raise ValueError(f"{src}: output must be a different file than the input")
     header = read_header(src)
+    refuse_shard(src)
     existing = detect_format(header)
     if existing != "plain":
         raise CheckpointError(f"{src}: already quantized ({existing} format); load it as it is instead of "
