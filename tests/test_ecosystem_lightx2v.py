@@ -23,7 +23,8 @@ from comfyui_dit_quant.quant.formats.io import detect_format, read_checkpoint
 from comfyui_dit_quant.quant.formats.layer_state import checkpoint_to_state_dict, state_dict_to_checkpoint
 from comfyui_dit_quant.quant.formats.safetensors_io import CheckpointError, read_header
 from comfyui_dit_quant.quant.schemes import FP8Channel, FP8WeightOnly, Int8, get_scheme
-from tests.conftest import wan_comfy_shapes
+
+from conftest import wan_comfy_shapes
 
 TARGETS = ("self_attn", "cross_attn", "ffn")
 
