@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -13,6 +14,7 @@ from ..finite import all_finite
 from ..schemes import FP8Tensor, FP8WeightOnly, Int8, Scheme
 from . import comfy_native, community, layer_marker, legacy_scaled_fp8, lightx2v, pack_format
 from .checkpoint import QuantizedCheckpoint, layer_of
+from .modelopt_config import is_modelopt
 from .safetensors_io import CheckpointError, Header, read_header, save_tensors
 
 WRITE_FORMATS = ("auto", "comfy_quant", "dit_quant")
@@ -160,11 +162,25 @@ def validate_layers(ckpt: QuantizedCheckpoint, path: str) -> None:
             _check_scale(path, f"{name}.input_scale", x)
 
 
+def _refuse_modelopt(header: Header) -> None:
+    """A safetensors header carrying NVIDIA ModelOpt's ``quantization_config`` (its single-file / ComfyUI export
+    options also write a ``_quantization_metadata`` whose formats are ModelOpt's algo names, e.g. ``fp8``)."""
+    try:
+        q = json.loads(header.metadata.get("quantization_config") or "null")
+    except ValueError:
+        return
+    if isinstance(q, dict) and is_modelopt(q):
+        raise CheckpointError(f"{header.path}: a NVIDIA ModelOpt export (quant_algo {q.get('quant_algo')!r} in its "
+                              "header's quantization_config): load it with the ModelOpt Checkpoint Loader (or "
+                              "`inspect` its folder)")
+
+
 def read_checkpoint(path: str | os.PathLike) -> QuantizedCheckpoint:
     """Load a safetensors checkpoint in any supported format; tensors on CPU."""
     path = str(path)
     header = read_header(path)
     fmt = detect_format(header)
+    _refuse_modelopt(header)
     tensors = _load_all(path)
     if fmt == "dit_quant":
         layers = _pack_layers(tensors, header)

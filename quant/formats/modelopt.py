@@ -9,8 +9,8 @@ float8 and it has ``weight_scale``):
 | FP8_PER_CHANNEL_PER_TOKEN | fp8_channel | ``[N]`` (or ``[N, 1]``) -> ``[N]`` |
 | FP8_PB_WO | fp8_weight_only block 128x128 | ``[gn, 1, gk, 1]``, ``[gn, gk]`` or 0-dim (one block) -> ``[gn, gk]`` |
 
-Raw attention ``*_bmm_quantizer._amax`` keys are skipped with a log line. Other algos raise ``CheckpointError``
-listing the supported ones. Where the export has no quantization config, the algo is inferred from the scales.
+Raw attention ``*_bmm_quantizer._amax`` keys and KV-cache ``k_scale`` / ``v_scale`` are skipped with a log line.
+Other algos raise ``CheckpointError`` listing the supported ones. Where the export has no quantization config, the algo is inferred from the scales.
 """
 
 from __future__ import annotations
@@ -48,9 +48,13 @@ class ModelOptExport:
     notes: list[str] = field(default_factory=list)
 
 
+KV_CACHE_PARTS = ("k_scale", "v_scale", "k_bias", "v_bias")  # ModelOpt's LLM export: k_proj.k_scale, v_proj.v_scale
+
+
 def is_skipped_key(key: str) -> bool:
-    """Raw quantizer state (``attn.q_bmm_quantizer._amax``, ...) that no loader needs."""
-    return key.endswith("._amax") and "_quantizer" in key
+    """Raw quantizer state (``attn.q_bmm_quantizer._amax``, ...) and KV-cache scales (``attn.k_proj.k_scale``, from
+    ModelOpt's ``_KV_CACHE_REPLACEMENTS``) that no ComfyUI attention uses."""
+    return (key.endswith("._amax") and "_quantizer" in key) or key.rpartition(".")[2] in KV_CACHE_PARTS
 
 
 INFERRED = "inferred from the scale shapes"
@@ -175,7 +179,7 @@ def read_modelopt(path: str | os.PathLike, component: str = "transformer") -> Mo
         del tensors[k]
     if skipped:
         log.info("ModelOpt export %s: skipped %d raw quantizer key(s) (%s ...)", where, len(skipped), skipped[0])
-        notes.append(f"skipped {len(skipped)} attention quantizer _amax key(s)")
+        notes.append(f"skipped {len(skipped)} attention quantizer _amax / KV-cache scale key(s)")
     layers = build_layers(tensors, config, where)
     if not layers and config.source == INFERRED:
         raise CheckpointError(f"{where}: not a ModelOpt export: no quantization config (config.json, "
