@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from ecosystem_files import write_lightx2v
 from safetensors.torch import save_file
 
 from comfyui_dit_quant.cli.inspect_cmd import inspect_file
@@ -23,40 +24,6 @@ from comfyui_dit_quant.quant.formats.io import detect_format, read_checkpoint
 from comfyui_dit_quant.quant.formats.layer_state import checkpoint_to_state_dict, state_dict_to_checkpoint
 from comfyui_dit_quant.quant.formats.safetensors_io import CheckpointError, read_header
 from comfyui_dit_quant.quant.schemes import FP8Channel, FP8WeightOnly, Int8, get_scheme
-
-from conftest import wan_comfy_shapes
-
-TARGETS = ("self_attn", "cross_attn", "ffn")
-
-
-def _lightx2v_quant(w: torch.Tensor, linear_type: str, comfyui_mode: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """What LightX2V's QuantWeightINT8 / QuantWeightFP8 return for a bf16 weight (same ops, same dtypes)."""
-    max_val = w.abs().max() if comfyui_mode else w.abs().amax(dim=1, keepdim=True).clamp(min=1e-5)
-    if linear_type == "int8":
-        scales = max_val / 127
-        return torch.clamp(torch.round(w / scales), -128, 127).to(torch.int8), scales
-    finfo = torch.finfo(torch.float8_e4m3fn)
-    scales = max_val / finfo.max
-    return torch.clip(w / scales, finfo.min, finfo.max).float().to(torch.float8_e4m3fn), scales
-
-
-def write_lightx2v(path: Path, linear_type: str, comfyui_mode: bool = False, seed: int = 0
-                   ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """A tiny Wan file as the converter writes it; returns (bf16 source weights, file tensors)."""
-    gen = torch.Generator().manual_seed(seed)
-    src = {k: (torch.randn(s, generator=gen) * 0.05).to(torch.bfloat16) for k, s in wan_comfy_shapes().items()}
-    out: dict[str, torch.Tensor] = {}
-    for key, t in src.items():
-        parts = key.split(".")
-        if t.dim() == 2 and len(parts) > 2 and parts[2] in TARGETS:
-            out[key], scales = _lightx2v_quant(t, linear_type, comfyui_mode)
-            out[key.replace(".weight", ".scale_weight") if comfyui_mode else key + "_scale"] = scales
-        else:
-            out[key] = t.float()  # --non_linear_dtype default torch.float
-    if comfyui_mode:
-        out["scaled_fp8"] = torch.zeros(2, dtype=torch.float8_e4m3fn)
-    save_file(out, str(path))
-    return src, out
 
 
 @pytest.mark.parametrize(("linear_type", "scheme"), [("int8", Int8()), ("fp8", FP8Channel())])
