@@ -12,7 +12,7 @@ from safetensors import safe_open
 
 from ..finite import all_finite
 from ..schemes import FP8Tensor, FP8WeightOnly, Int8, Scheme
-from . import comfy_native, community, layer_marker, legacy_scaled_fp8, lightx2v, pack_format
+from . import comfy_native, community, foreign, layer_marker, legacy_scaled_fp8, lightx2v, pack_format
 from .checkpoint import QuantizedCheckpoint, layer_of
 from .modelopt_config import is_modelopt
 from .safetensors_io import CheckpointError, Header, read_header, save_tensors
@@ -22,7 +22,9 @@ WRITE_FORMATS = ("auto", "comfy_quant", "dit_quant")
 
 def detect_format(header: Header) -> str:
     """``comfy_quant`` | ``dit_quant`` | ``scaled_fp8`` | ``lightx2v`` (``weight_scale`` without any marker) |
-    ``plain``, from the header alone."""
+    ``foreign`` (another tool's packed layout, refused: ``formats.foreign``) | ``plain``, from the header alone."""
+    if foreign.kind(header) is not None:
+        return foreign.FORMAT
     if pack_format.HEADER_KEY in header.metadata:
         return "dit_quant"
     if comfy_native.HEADER_KEY in header.metadata or any(
@@ -181,6 +183,8 @@ def read_checkpoint(path: str | os.PathLike) -> QuantizedCheckpoint:
     header = read_header(path)
     fmt = detect_format(header)
     _refuse_modelopt(header)
+    if fmt == foreign.FORMAT:
+        raise foreign.error(header)
     tensors = _load_all(path)
     if fmt == "dit_quant":
         layers = _pack_layers(tensors, header)

@@ -10,7 +10,8 @@ float8 and it has ``weight_scale``):
 | FP8_PB_WO | fp8_weight_only block 128x128 | ``[gn, 1, gk, 1]``, ``[gn, gk]`` or 0-dim (one block) -> ``[gn, gk]`` |
 
 Raw attention ``*_bmm_quantizer._amax`` keys and KV-cache ``k_scale`` / ``v_scale`` are skipped with a log line.
-Other algos raise ``CheckpointError`` listing the supported ones. Where the export has no quantization config, the algo is inferred from the scales.
+Other algos raise ``CheckpointError`` listing the supported ones. Where the export has no quantization config, the
+algo is inferred from the scales.
 """
 
 from __future__ import annotations
