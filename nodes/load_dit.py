@@ -14,7 +14,8 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..kernels.dispatch import BACKENDS
-from ..quant.families import UnknownFamilyError, detect_family
+from ..quant.comfy_names import comfyui_state_dict
+from ..quant.families import DetectedModel, UnknownFamilyError, detect_family
 from ..quant.formats.io import detect_format, read_checkpoint
 from ..quant.formats.layer_state import checkpoint_to_state_dict
 from ..quant.formats.safetensors_io import read_header
@@ -118,6 +119,13 @@ def _load_quantized(path: str, fmt: str, widgets: dict[str, bool], notes: list[s
     return checkpoint_to_state_dict(ckpt), ckpt.metadata, report, family
 
 
+def _detected(sd: dict) -> DetectedModel | None:
+    try:
+        return detect_family({k: tuple(v.shape) for k, v in sd.items()})
+    except UnknownFamilyError:
+        return None
+
+
 class LoadFP8DiT(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -179,6 +187,8 @@ class LoadFP8DiT(io.ComfyNode):
             widgets = {"scheme": scheme != "auto", "block_size": parse_block_size(block_size) != DEFAULT_BLOCK,
                        "preset": preset != "family default", "ignored_layers": bool(ignored_layers.strip())}
             sd, metadata, report, family = _load_quantized(path, fmt, widgets, notes)
+        sd, name_notes = comfyui_state_dict(sd, _detected(sd))
+        notes.extend(name_notes)
         dtype, dtype_note = compute_dtype_for(compute_dtype, sd, device, metadata)
         notes.extend([dtype_note] if dtype_note else [])
         options = {"custom_operations": make_ops(backend), "dtype": dtype}

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from ecosystem_files import write_lightx2v
 from safetensors.torch import save_file
 
 from comfyui_dit_quant.cli.inspect_cmd import inspect_file
@@ -24,6 +23,8 @@ from comfyui_dit_quant.quant.formats.io import detect_format, read_checkpoint
 from comfyui_dit_quant.quant.formats.layer_state import checkpoint_to_state_dict, state_dict_to_checkpoint
 from comfyui_dit_quant.quant.formats.safetensors_io import CheckpointError, read_header
 from comfyui_dit_quant.quant.schemes import FP8Channel, FP8WeightOnly, Int8, get_scheme
+
+from ecosystem_files import write_lightx2v
 
 
 @pytest.mark.parametrize(("linear_type", "scheme"), [("int8", Int8()), ("fp8", FP8Channel())])
