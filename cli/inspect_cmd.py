@@ -10,6 +10,7 @@ from collections import Counter
 from ..quant.families import UnknownFamilyError, detect_family
 from ..quant.formats import comfy_native, layer_marker, lightx2v, pack_format
 from ..quant.formats.io import detect_format
+from ..quant.formats.modelopt_config import INDEX_SUFFIX
 from ..quant.formats.safetensors_io import Header, read_header, read_tensor
 
 
@@ -70,7 +71,7 @@ def inspect_modelopt(path: str, as_json: bool, component: str = "transformer") -
 
 
 def inspect_command(args: argparse.Namespace) -> int:
-    if os.path.isdir(args.file):
+    if os.path.isdir(args.file) or args.file.endswith(INDEX_SUFFIX):
         return inspect_modelopt(args.file, args.json, getattr(args, "component", "transformer"))
     info = inspect_file(args.file)
     if args.json:

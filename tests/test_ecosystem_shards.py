@@ -94,3 +94,15 @@ def test_full_checkpoint_quantizes_only_the_diffusion_model(tmp_path: Path) -> N
     before, after = load_file(str(src)), load_file(str(out))
     for key in other:
         assert torch.equal(after[key], before[key]) and f"{key[:-len('.weight')]}.comfy_quant" not in after
+
+
+def test_a_folder_or_an_index_given_to_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``quantize FOLDER``: one error line saying it is a folder; ``inspect INDEX.json`` of a sharded bf16 model: the
+    ModelOpt reader's own refusal (no quantization config, no float8 weight), one line, not a JSON parse error."""
+    _write_sharded(tmp_path / "shards", ["diffusion_pytorch_model-00001-of-00002.safetensors",
+                                         "diffusion_pytorch_model-00002-of-00002.safetensors"])
+    folder = tmp_path / "shards"
+    assert main(["quantize", str(folder), str(tmp_path / "q.safetensors"), "--scheme", "int8"]) == 2
+    assert f"error: {folder}: a folder, not a safetensors file" in _one_error(capsys)
+    assert main(["inspect", str(folder / INDEX)]) == 2
+    assert "not a ModelOpt export" in _one_error(capsys)

@@ -70,6 +70,9 @@ def read_header(path: str | os.PathLike, max_header: int = MAX_HEADER) -> Header
     ``max_header`` lowers the header size accepted (the route's per-request bound); every failure is a
     ``CheckpointError`` naming the file and key."""
     path = str(path)
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path}: a folder, not a safetensors file: pass one .safetensors file (a NVIDIA "
+                              "ModelOpt export folder loads with the ModelOpt Checkpoint Loader / inspect FOLDER)")
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as f:
