@@ -177,3 +177,17 @@ def test_a_safetensors_header_starting_like_a_pickle_still_reads(tmp_path: Path)
     else:
         pytest.fail("no header of length 0x..80 produced")
     assert list(read_header(path).tensors) == ["x" * pad]
+
+
+def test_e5m2_to_e4m3_is_exact_within_2_to_the_13_of_the_largest_code() -> None:
+    """Every finite e5m2 value as codes: after the power-of-two move each code at least 2^-13 of the largest comes
+    back exactly; smaller ones within half an e4m3 subnormal step."""
+    from comfyui_dit_quant.quant.formats.legacy_scaled_fp8 import e5m2_as_e4m3
+
+    codes = torch.arange(256, dtype=torch.int32).to(torch.uint8).view(torch.float8_e5m2)
+    codes = codes[torch.isfinite(codes.float())]
+    new, scale = e5m2_as_e4m3(codes, torch.tensor(0.5))
+    got, ref = new.float() * scale, codes.float() * 0.5
+    big = codes.float().abs() >= E5M2_MAX / 2**13
+    assert torch.equal(got[big], ref[big])
+    assert (got - ref).abs().max() <= 2.0 ** -10 * float(scale)

@@ -8,7 +8,7 @@ calibrated input scale" (dropped: activations are scaled dynamically, not clippe
 elements means full-precision matmul (``fp8_weight_only`` per-tensor: weights dequantized, no FP8 activations).
 ComfyUI names every such layer ``float8_e4m3fn`` whatever the codes are; two other kinds exist in the wild:
 - float8_e5m2 codes (Kijai's ``*_fp8_e5m2_scaled_KJ`` files): moved to e4m3 by a power-of-two rescale
-  (``e5m2_as_e4m3``), exact for every code within 2^14 of the largest one (e4m3's normal range);
+  (``e5m2_as_e4m3``), exact for every code within 2^13 of the largest one (e4m3's normal range);
 - int8 codes (LightX2V's converter with ``--comfyui_mode --linear_type int8``: one scale per tensor, a 2-element
   marker): read as ``int8`` W8A8 with that scale on every row.
 """
