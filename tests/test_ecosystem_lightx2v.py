@@ -95,9 +95,12 @@ REFUSED = {
     "e5m2 codes with row scales": (_tiny({"blocks.0.ffn.0.weight": torch.ones(128, 64).to(torch.float8_e5m2),
                                           "blocks.0.ffn.0.weight_scale": torch.ones(128, 1)}),
                                    ["blocks.0.ffn.0", "float8_e5m2"]),
-    "scale of a bf16 weight": (_tiny({"blocks.0.ffn.0.weight": torch.ones(128, 64, dtype=torch.bfloat16),
-                                      "blocks.0.ffn.0.weight_scale": torch.ones(128, 1)}),
-                               ["blocks.0.ffn.0", "holds no codes"]),
+    "scale beside int8 codes and one beside a bf16 weight": (
+        _tiny({"blocks.0.ffn.0.weight": torch.ones(128, 64, dtype=torch.bfloat16),
+               "blocks.0.ffn.0.weight_scale": torch.ones(128, 1),
+               "blocks.0.ffn.2.weight": torch.ones(64, 128, dtype=torch.int8),
+               "blocks.0.ffn.2.weight_scale": torch.ones(64, 1)}),
+        ["blocks.0.ffn.0", "holds no codes"]),
 }
 
 
@@ -112,3 +115,10 @@ def test_marker_less_layouts_it_cannot_run_are_refused_by_name(tmp_path: Path, c
     assert str(path) in str(e.value)
     for needle in needles:
         assert needle in str(e.value)
+
+
+def test_a_weight_scale_parameter_beside_a_bf16_weight_is_plain(tmp_path: Path) -> None:
+    path = tmp_path / "p.safetensors"
+    save_file(_tiny({"blocks.0.ffn.0.weight": torch.ones(128, 64, dtype=torch.bfloat16),
+                     "blocks.0.ffn.0.weight_scale": torch.ones(128)}), str(path))
+    assert detect_format(read_header(path)) == "plain"

@@ -25,15 +25,22 @@ FORMAT = "lightx2v"
 SCALE = "weight_scale"
 # Per-layer tensors of 4-bit layouts (LightX2V nvfp4 / mxfp*, ModelOpt NVFP4 / AWQ) that this pack does not run.
 FOUR_BIT_PARTS = ("weight_global_scale", "input_global_scale", "weight_scale_2", "pre_quant_scale")
+ONE_BYTE = ("I8", "U8", "F8_E4M3", "F8_E5M2")
 
 
 def is_layout(header: Header) -> bool:
-    """Some ``<l>.weight_scale`` (or a 4-bit layout's scale) or 2-D int8 weight, in a file without markers."""
+    """In a file without markers: some ``<l>.weight_scale`` next to 1-byte codes (or with no ``<l>.weight``), a
+    4-bit layout's scale, or a 2-D int8 weight. A ``weight_scale`` beside a high-precision weight is some model's own
+    parameter, not this layout."""
     for key, info in header.tensors.items():
-        part = key.rpartition(".")[2]
-        if part == SCALE or part in FOUR_BIT_PARTS:
+        layer, _, part = key.rpartition(".")
+        if part in FOUR_BIT_PARTS:
             return True
-        if key.endswith(".weight") and info.dtype == "I8" and len(info.shape) == 2:
+        if part == SCALE:
+            weight = header.tensors.get(f"{layer}.weight")
+            if weight is None or weight.dtype in ONE_BYTE:
+                return True
+        if part == "weight" and info.dtype == "I8" and len(info.shape) == 2:
             return True
     return False
 
