@@ -100,3 +100,37 @@ def test_missing_input_scale_and_kv_cache_scales(tmp_path: Path, wan_fp8) -> Non
     loaded = load_export(d)  # maps to ComfyUI names without a KeyMapError
     assert "blocks.0.self_attn.q.input_scale" not in loaded.checkpoint.tensors
     assert "blocks.0.self_attn.k.input_scale" in loaded.checkpoint.tensors
+
+
+def _mixed(tmp_path: Path, wan_fp8, quantized_layers: dict) -> Path:
+    """blocks.0 from the FP8 export, blocks.1 from a FP8_PB_WO export of the same model, under a MIXED_PRECISION
+    config (``quantized_layers``: per-layer ``quant_algo``, as ModelOpt's auto-quantize writes it)."""
+    pb = make_export(tmp_path / "pb", "wan", "FP8_2D_BLOCKWISE_WEIGHT_ONLY_CFG")
+    a, b = load_file(str(wan_fp8.path / ST)), load_file(str(pb.path / ST))
+    merged = {k: v for k, v in a.items() if not k.startswith("blocks.1.")}
+    merged.update({k: v for k, v in b.items() if k.startswith("blocks.1.")})
+    d = tmp_path / "mixed"
+    d.mkdir()
+    save_file(merged, str(d / ST))
+    config = json.loads((wan_fp8.path / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "modelopt", "quant_algo": "MIXED_PRECISION",
+                                     "producer": {"name": "modelopt", "version": "0.47.0"},
+                                     "quantized_layers": quantized_layers, "ignore": ["condition_embedder*"]}
+    (d / "config.json").write_text(json.dumps(config))
+    return d
+
+
+def test_mixed_precision_per_layer_algos(tmp_path: Path, wan_fp8) -> None:
+    layers = read_modelopt(wan_fp8.path).checkpoint.layers
+    per_layer = {n: {"quant_algo": "FP8" if n.startswith("blocks.0.") else "fp8_pb_wo"} for n in layers}
+    read = read_modelopt(_mixed(tmp_path, wan_fp8, per_layer))
+    assert read.config.quant_algo == "MIXED_PRECISION"
+    for name, scheme in read.checkpoint.layers.items():
+        assert scheme.name == ("fp8_tensor" if name.startswith("blocks.0.") else "fp8_weight_only"), (name, scheme)
+    missing = {n: v for n, v in per_layer.items() if n != "blocks.1.ffn.net.0.proj"}  # a quantized layer unlisted
+    read2 = read_modelopt(_mixed(tmp_path / "m2", wan_fp8, missing))
+    assert read2.checkpoint.layers == read.checkpoint.layers  # its 4-D block scale says FP8_PB_WO
+    assert any("missing from quantized_layers (blocks.1.ffn.net.0.proj" in n for n in read2.notes), read2.notes
+    bad = {**per_layer, "blocks.0.attn1.to_q": {"quant_algo": "NVFP4"}}
+    with pytest.raises(CheckpointError, match="'NVFP4' is not supported"):
+        read_modelopt(_mixed(tmp_path / "m3", wan_fp8, bad))

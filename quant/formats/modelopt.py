@@ -151,8 +151,10 @@ def build_layers(tensors: dict[str, torch.Tensor], config: ModelOptConfig, where
         scale = tensors.get(f"{layer}.weight_scale")
         if scale is None:
             raise CheckpointError(f"{where}: float8 weight {key!r} has no {layer + '.weight_scale'!r}")
-        scheme, tensors[f"{layer}.weight_scale"] = convert_layer(config.algo_for(layer), tensors[key], scale,
-                                                                f"{where}: {layer}")
+        algo = config.algo_for(layer)
+        if algo == "MIXED_PRECISION":  # a quantized layer the config's quantized_layers does not list
+            algo = infer_algo({f"{layer}.weight_scale": scale})
+        scheme, tensors[f"{layer}.weight_scale"] = convert_layer(algo, tensors[key], scale, f"{where}: {layer}")
         inp = tensors.pop(f"{layer}.input_scale", None)
         if inp is not None and isinstance(scheme, FP8Tensor):
             if inp.numel() != 1:
@@ -182,6 +184,10 @@ def read_modelopt(path: str | os.PathLike, component: str = "transformer") -> Mo
         log.info("ModelOpt export %s: skipped %d raw quantizer key(s) (%s ...)", where, len(skipped), skipped[0])
         notes.append(f"skipped {len(skipped)} attention quantizer _amax / KV-cache scale key(s)")
     layers = build_layers(tensors, config, where)
+    unlisted = [n for n in layers if config.quant_algo == "MIXED_PRECISION" and n not in config.layer_algos]
+    if unlisted:
+        notes.append(f"MIXED_PRECISION: {len(unlisted)} quantized layer(s) missing from quantized_layers "
+                     f"({unlisted[0]}, ...): quant_algo inferred from their scale shapes")
     if not layers and config.source == INFERRED:
         raise CheckpointError(f"{where}: not a ModelOpt export: no quantization config (config.json, "
                               "hf_quant_config.json or the safetensors header) and no float8 weight with a "
