@@ -85,3 +85,18 @@ def test_diffusers_hunyuan_file_fuses_qkv_like_the_comfyui_named_one(tmp_path: P
         assert err_a <= 1.5 * err_b + 1e-6 and err_a < 0.05, (k, err_a, err_b)
     if scheme != "fp8_tensor":  # per-row scales concatenate: the same codes
         assert torch.equal(a[f"{qkv}.weight"], b[f"{qkv}.weight"])
+
+
+@pytest.mark.parametrize(("prefix", "naming"), [("transformer.", "diffusers"), ("diffusion_model.", "comfyui"),
+                                                ("model.diffusion_model.", "diffusers")])
+def test_a_prefix_comfyui_does_not_strip_is_removed(tmp_path: Path, prefix: str, naming: str) -> None:
+    """Keys under ``transformer.`` / ``diffusion_model.`` (ComfyUI strips only ``model.diffusion_model.`` and
+    ``model.``) come out without it, in ComfyUI names; a text encoder next to them is left out."""
+    diffusers, comfy = _files(tmp_path, "wan")
+    src = load_file(str(diffusers if naming == "diffusers" else comfy))
+    extra = {"text_encoders.t5.encoder.block.0.layer.0.SelfAttention.q.weight": torch.randn(64, 64)}
+    save_file({**{prefix + k: v for k, v in src.items()}, **extra}, str(tmp_path / "prefixed.safetensors"))
+    got, notes = _load(tmp_path / "prefixed.safetensors", "int8")
+    ref, _ = _load(comfy, "int8")
+    assert sorted(got) == sorted(ref) and all(torch.equal(got[k], ref[k]) for k in ref)
+    assert any("removed" in n for n in notes) == (prefix != "model.diffusion_model.")

@@ -74,7 +74,8 @@ def diffusers_res(tmp_path_factory: pytest.TempPathFactory) -> dict:
     names = map_state_dict_keys("wan", sd, "to_comfyui")
     save_file({names[k]: v for k, v in sd.items()}, str(models / "wan_comfy_bf16.safetensors"))
     save_file(sd, str(models / "diffusion_pytorch_model.safetensors"))
-    files = ["diffusion_pytorch_model.safetensors"]
+    save_file({"diffusion_model." + names[k]: v for k, v in sd.items()}, str(models / "wan_prefixed.safetensors"))
+    files = ["diffusion_pytorch_model.safetensors", "wan_prefixed.safetensors"]
     try:
         import modelopt.torch.quantization as mtq
         from modelopt.torch.export import export_hf_checkpoint
@@ -97,6 +98,9 @@ def test_diffusers_named_files_load_in_comfyui_names(diffusers_res: dict) -> Non
     print({k: v for k, v in r.items() if k != "summary"})
     assert r["finite"] and r["quantized"] == 20 and r["cosine"] >= 0.99, r
     assert "diffusers key names mapped to ComfyUI's" in r["summary"], r["summary"]
+    p = diffusers_res["wan_prefixed.safetensors"]
+    assert p["finite"] and p["quantized"] == 20 and p["cosine"] >= 0.99, p
+    assert "key prefix 'diffusion_model.' removed" in p["summary"], p["summary"]
     lone = diffusers_res.get("wan_modelopt_fp8_lone.safetensors")
     if lone is None:
         pytest.skip("nvidia-modelopt not installed: no lone export file")
