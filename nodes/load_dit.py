@@ -1,7 +1,10 @@
 """Node "Load FP8 DiT": a diffusion model file → a quantized ComfyUI MODEL.
 
 A high-precision file is quantized layer by layer as it loads (progress bar, interruptible); an already
-quantized file (this pack's format, ComfyUI's ``comfy_quant`` or legacy ``scaled_fp8``) loads as it is.
+quantized file (this pack's format, ComfyUI's ``comfy_quant`` or legacy ``scaled_fp8``, LightX2V's marker-less
+``weight_scale`` files) loads as it is. Either way the state dict then goes to ComfyUI in the names it detects
+(``quant.comfy_names``: diffusers names mapped, a foreign key prefix removed); one shard of a sharded checkpoint is
+refused by name.
 """
 
 from __future__ import annotations
