@@ -22,6 +22,8 @@ from ..schemes import FP8Tensor, FP8WeightOnly, Int8, Scheme
 from .safetensors_io import CheckpointError
 
 MARKER_SUFFIX = ".comfy_quant"
+# Key prefixes ComfyUI's diffusion-model loader strips (comfy.model_detection.unet_prefix_from_state_dict).
+STRIPPED_PREFIXES = ("model.diffusion_model.", "model.")
 HEADER_KEY = "_quantization_metadata"
 SUPPORTED = ("float8_e4m3fn", "int8_tensorwise")
 # ComfyUI formats (comfy/quant_ops.py QUANT_ALGOS) stock ComfyUI runs and this pack does not (float8_e5m2 is read:

@@ -51,8 +51,17 @@ def _pop_markers(tensors: dict[str, torch.Tensor], header: Header) -> dict[str, 
     configs: dict[str, dict[str, Any]] = {}
     for key in [k for k in tensors if k.endswith(comfy_native.MARKER_SUFFIX)]:
         configs[layer_of(key)] = layer_marker.decode(tensors.pop(key), header.path, key)
-    configs.update(comfy_native.header_layers(header.metadata, header.path))
+    for name, cfg in comfy_native.header_layers(header.metadata, header.path).items():
+        configs[_under_prefix(name, tensors)] = cfg
     return configs
+
+
+def _under_prefix(name: str, tensors: dict[str, torch.Tensor]) -> str:
+    """A header layer name as the tensors name it: ComfyUI reads ``_quantization_metadata`` both with and without
+    the ``model.diffusion_model.`` / ``model.`` prefix it strips (it injects the markers before and after)."""
+    if f"{name}.weight" in tensors:
+        return name
+    return next((p + name for p in comfy_native.STRIPPED_PREFIXES if f"{p}{name}.weight" in tensors), name)
 
 
 def _scales_from_disk(tensors: dict[str, torch.Tensor], configs: dict[str, dict[str, Any]]) -> None:
