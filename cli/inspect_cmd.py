@@ -8,8 +8,9 @@ import os
 from collections import Counter
 
 from ..quant.families import UnknownFamilyError, detect_family
-from ..quant.formats import comfy_native, layer_marker, pack_format
+from ..quant.formats import comfy_native, layer_marker, lightx2v, pack_format
 from ..quant.formats.io import detect_format
+from ..quant.formats.modelopt_config import INDEX_SUFFIX
 from ..quant.formats.safetensors_io import Header, read_header, read_tensor
 
 
@@ -27,6 +28,8 @@ def _layer_schemes(header: Header, fmt: str) -> dict[str, str]:
     if fmt == "scaled_fp8":
         return {k[: -len(".scale_weight")]: "scaled_fp8 (per-tensor)" for k in header.tensors
                 if k.endswith(".scale_weight")}
+    if fmt == lightx2v.FORMAT:
+        return lightx2v.header_schemes(header)
     return {}
 
 
@@ -68,7 +71,7 @@ def inspect_modelopt(path: str, as_json: bool, component: str = "transformer") -
 
 
 def inspect_command(args: argparse.Namespace) -> int:
-    if os.path.isdir(args.file):
+    if os.path.isdir(args.file) or args.file.endswith(INDEX_SUFFIX):
         return inspect_modelopt(args.file, args.json, getattr(args, "component", "transformer"))
     info = inspect_file(args.file)
     if args.json:

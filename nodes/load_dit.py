@@ -1,7 +1,10 @@
 """Node "Load FP8 DiT": a diffusion model file → a quantized ComfyUI MODEL.
 
 A high-precision file is quantized layer by layer as it loads (progress bar, interruptible); an already
-quantized file (this pack's format, ComfyUI's ``comfy_quant`` or legacy ``scaled_fp8``) loads as it is.
+quantized file (this pack's format, ComfyUI's ``comfy_quant`` or legacy ``scaled_fp8``, LightX2V's marker-less
+``weight_scale`` files) loads as it is. Either way the state dict then goes to ComfyUI in the names it detects
+(``quant.comfy_names``: diffusers names mapped, a foreign key prefix removed); one shard of a sharded checkpoint is
+refused by name.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..kernels.dispatch import BACKENDS
-from ..quant.families import UnknownFamilyError, detect_family
+from ..quant.comfy_names import comfyui_state_dict
+from ..quant.families import DetectedModel, UnknownFamilyError, detect_family
 from ..quant.formats.io import detect_format, read_checkpoint
 from ..quant.formats.layer_state import checkpoint_to_state_dict
 from ..quant.formats.safetensors_io import read_header
+from ..quant.formats.shards import refuse_shard
 from ..quant.ignore import IgnoreMatcher
 from ..quant.load_plan import read_quantized_state_dict
 from ..quant.plan import PLAIN_FP8_DTYPES, plan_state_dict
@@ -117,6 +122,13 @@ def _load_quantized(path: str, fmt: str, widgets: dict[str, bool], notes: list[s
     return checkpoint_to_state_dict(ckpt), ckpt.metadata, report, family
 
 
+def _detected(sd: dict) -> DetectedModel | None:
+    try:
+        return detect_family({k: tuple(v.shape) for k, v in sd.items()})
+    except UnknownFamilyError:
+        return None
+
+
 class LoadFP8DiT(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -170,6 +182,7 @@ class LoadFP8DiT(io.ComfyNode):
         device = mm.get_torch_device()
         notes: list[str] = []
         fmt = detect_format(read_header(path))
+        refuse_shard(path)
         if fmt == "plain":
             sd, metadata, report, family = _load_plain(path, scheme, block_size, preset, ignored_layers, device,
                                                        notes)
@@ -177,6 +190,8 @@ class LoadFP8DiT(io.ComfyNode):
             widgets = {"scheme": scheme != "auto", "block_size": parse_block_size(block_size) != DEFAULT_BLOCK,
                        "preset": preset != "family default", "ignored_layers": bool(ignored_layers.strip())}
             sd, metadata, report, family = _load_quantized(path, fmt, widgets, notes)
+        sd, name_notes = comfyui_state_dict(sd, _detected(sd))
+        notes.extend(name_notes)
         dtype, dtype_note = compute_dtype_for(compute_dtype, sd, device, metadata)
         notes.extend([dtype_note] if dtype_note else [])
         options = {"custom_operations": make_ops(backend), "dtype": dtype}

@@ -16,7 +16,7 @@ import torch
 
 from .families import DetectedModel, UnknownFamilyError, detect_family
 from .finite import all_finite
-from .formats import comfy_native, layer_marker
+from .formats import comfy_native, foreign, layer_marker
 from .formats.io import detect_format, resolve_write_format
 from .formats.pack_format import pack_metadata
 from .formats.safetensors_io import (
@@ -26,6 +26,7 @@ from .formats.safetensors_io import (
     read_header,
     read_tensor,
 )
+from .formats.shards import refuse_shard
 from .plan import plan_state_dict
 from .report import QuantReport
 from .schemes import NonFiniteWeightError, Scheme
@@ -65,7 +66,10 @@ def convert_file(
     if os.path.abspath(src) == os.path.abspath(dst):
         raise ValueError(f"{src}: output must be a different file than the input")
     header = read_header(src)
+    refuse_shard(src)
     existing = detect_format(header)
+    if existing == foreign.FORMAT:
+        raise foreign.error(header)
     if existing != "plain":
         raise CheckpointError(f"{src}: already quantized ({existing} format); load it as it is instead of "
                               "converting it again")

@@ -114,7 +114,8 @@ def plan_state_dict(
     """Layers (full keys without ``.weight``) to quantize, each with its scheme, from key → (shape, dtype), and
     the report of the rest.
 
-    Layer names are matched without ``detected.prefix``; the report names layers by their full key.
+    Layer names are matched without ``detected.prefix``; the report names layers by their full key. Keys outside
+    that prefix (a full checkpoint's VAE and text encoder) are never quantized.
     """
     prefix = detected.prefix if detected else ""
     rules = keep_rules(detected, preset, ignore)
@@ -124,8 +125,11 @@ def plan_state_dict(
         if not key.endswith(".weight") or len(shape) != 2 or dtype not in SOURCE_DTYPES:
             continue
         layer = key[: -len(".weight")]
-        short = layer[len(prefix):] if prefix and layer.startswith(prefix) else layer
         nk = (int(shape[0]), int(shape[1]))
+        if prefix and not layer.startswith(prefix):  # a full checkpoint's VAE / text encoder
+            report.skipped.append(LayerRecord(layer, nk, reason=f"not in the diffusion model (prefix {prefix!r})"))
+            continue
+        short = layer[len(prefix):] if prefix else layer
         chosen, reason = layer_choice(short, nk, rules, scheme, min_features)
         if is_embedding_table(short) and not rules.ignore.match(short):
             reason = "embedding table"

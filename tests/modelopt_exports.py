@@ -31,7 +31,7 @@ class Export:
     quantized: set[str]  # Linear modules with an enabled weight quantizer
 
 
-def make_export(root: Path, family: str, cfg: str) -> Export:
+def make_export(root: Path, family: str, cfg: str, **export_kwargs: object) -> Export:
     import modelopt.torch.quantization as mtq
     from modelopt.torch.export import export_hf_checkpoint
 
@@ -46,8 +46,8 @@ def make_export(root: Path, family: str, cfg: str) -> Export:
     quantized = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
                  and getattr(getattr(m, "weight_quantizer", None), "is_enabled", False)}
     fake = run_model(model, kwargs)
-    path = root / f"{family}_{cfg}"
-    export_hf_checkpoint(model, export_dir=str(path))
+    path = root / f"{family}_{cfg}{'_' + '_'.join(sorted(export_kwargs)) if export_kwargs else ''}"
+    export_hf_checkpoint(model, export_dir=str(path), **export_kwargs)
     return Export(path, family, cfg, fake, bf16, quantized)
 
 

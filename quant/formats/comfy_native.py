@@ -22,8 +22,14 @@ from ..schemes import FP8Tensor, FP8WeightOnly, Int8, Scheme
 from .safetensors_io import CheckpointError
 
 MARKER_SUFFIX = ".comfy_quant"
+# Key prefixes ComfyUI's diffusion-model loader strips (comfy.model_detection.unet_prefix_from_state_dict).
+STRIPPED_PREFIXES = ("model.diffusion_model.", "model.")
 HEADER_KEY = "_quantization_metadata"
 SUPPORTED = ("float8_e4m3fn", "int8_tensorwise")
+# ComfyUI formats (comfy/quant_ops.py QUANT_ALGOS) stock ComfyUI runs and this pack does not (float8_e5m2 is read:
+# its codes move to e4m3, see io._native_layers).
+STOCK_ONLY = ("nvfp4", "mxfp8", "convrot_w4a4")
+STOCK_HINT = "stock ComfyUI's Load Diffusion Model (UNETLoader) runs it: load the file with that node instead"
 
 
 def native_config(scheme: Scheme, weight_scale_shape: tuple[int, ...]) -> dict[str, Any] | None:
@@ -68,10 +74,11 @@ def scheme_from_native(config: dict[str, Any], path: str, layer: str) -> Scheme:
     if fmt == "int8_tensorwise":
         if config.get("convrot") or (config.get("params") or {}).get("convrot"):
             raise CheckpointError(f"{path}: layer {layer!r} uses int8_tensorwise with ConvRot rotation, which this "
-                                  "pack does not run")
+                                  f"pack does not run; {STOCK_HINT}")
         return Int8()
+    hint = f"; {STOCK_HINT}" if fmt in STOCK_ONLY else ""
     raise CheckpointError(f"{path}: layer {layer!r} uses ComfyUI quant format {fmt!r}, which this pack does not "
-                          f"run; supported native formats: {', '.join(SUPPORTED)}")
+                          f"run{hint}; supported native formats: {', '.join(SUPPORTED)}")
 
 
 def check_config(cfg: Any, path: str, where: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -10,16 +11,20 @@ import torch
 from safetensors import safe_open
 
 from ..finite import all_finite
-from ..schemes import FP8Tensor, FP8WeightOnly, Scheme
-from . import comfy_native, community, layer_marker, legacy_scaled_fp8, pack_format
+from ..schemes import FP8Tensor, FP8WeightOnly, Int8, Scheme
+from . import comfy_native, community, foreign, layer_marker, legacy_scaled_fp8, lightx2v, pack_format
 from .checkpoint import QuantizedCheckpoint, layer_of
+from .modelopt_config import is_modelopt
 from .safetensors_io import CheckpointError, Header, read_header, save_tensors
 
 WRITE_FORMATS = ("auto", "comfy_quant", "dit_quant")
 
 
 def detect_format(header: Header) -> str:
-    """``comfy_quant`` | ``dit_quant`` | ``scaled_fp8`` | ``plain``, from the header alone."""
+    """``comfy_quant`` | ``dit_quant`` | ``scaled_fp8`` | ``lightx2v`` (``weight_scale`` without any marker) |
+    ``foreign`` (another tool's packed layout, refused: ``formats.foreign``) | ``plain``, from the header alone."""
+    if foreign.kind(header) is not None:
+        return foreign.FORMAT
     if pack_format.HEADER_KEY in header.metadata:
         return "dit_quant"
     if comfy_native.HEADER_KEY in header.metadata or any(
@@ -27,6 +32,8 @@ def detect_format(header: Header) -> str:
         return "comfy_quant"
     if any(legacy_scaled_fp8.is_marker(k) for k in header.tensors):
         return "scaled_fp8"
+    if lightx2v.is_layout(header):
+        return lightx2v.FORMAT
     return "plain"
 
 
@@ -44,8 +51,17 @@ def _pop_markers(tensors: dict[str, torch.Tensor], header: Header) -> dict[str, 
     configs: dict[str, dict[str, Any]] = {}
     for key in [k for k in tensors if k.endswith(comfy_native.MARKER_SUFFIX)]:
         configs[layer_of(key)] = layer_marker.decode(tensors.pop(key), header.path, key)
-    configs.update(comfy_native.header_layers(header.metadata, header.path))
+    for name, cfg in comfy_native.header_layers(header.metadata, header.path).items():
+        configs[_under_prefix(name, tensors)] = cfg
     return configs
+
+
+def _under_prefix(name: str, tensors: dict[str, torch.Tensor]) -> str:
+    """A header layer name as the tensors name it: ComfyUI reads ``_quantization_metadata`` both with and without
+    the ``model.diffusion_model.`` / ``model.`` prefix it strips (it injects the markers before and after)."""
+    if f"{name}.weight" in tensors:
+        return name
+    return next((p + name for p in comfy_native.STRIPPED_PREFIXES if f"{p}{name}.weight" in tensors), name)
 
 
 def _scales_from_disk(tensors: dict[str, torch.Tensor], configs: dict[str, dict[str, Any]]) -> None:
@@ -60,6 +76,8 @@ def _native_layers(tensors: dict[str, torch.Tensor], header: Header) -> dict[str
     configs = _pop_markers(tensors, header)
     layers = {}
     for name, cfg in configs.items():
+        if cfg["format"] == layer_marker.E5M2:
+            configs[name] = cfg = _e5m2_to_e4m3(tensors, name, cfg)
         scale = tensors.get(f"{name}.weight_scale")
         layers[name] = layer_marker.scheme_from_marker(cfg, header.path, name,
                                                        None if scale is None else tuple(scale.shape))
@@ -67,6 +85,14 @@ def _native_layers(tensors: dict[str, torch.Tensor], header: Header) -> dict[str
             tensors.pop(f"{name}.input_scale", None)  # convert_to_quant's dummy 1.0; its loader never uses it
     _scales_from_disk(tensors, configs)
     return layers
+
+
+def _e5m2_to_e4m3(tensors: dict[str, torch.Tensor], name: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """A ``float8_e5m2`` layer as the same layer in ``float8_e4m3fn`` (codes moved by a power of two)."""
+    w, s = tensors.get(f"{name}.weight"), tensors.get(f"{name}.weight_scale")
+    if w is not None and s is not None and w.dtype == torch.float8_e5m2 and s.numel() == 1:
+        tensors[f"{name}.weight"], tensors[f"{name}.weight_scale"] = legacy_scaled_fp8.e5m2_as_e4m3(w, s)
+    return {**cfg, "format": "float8_e4m3fn"}  # a layer that did not fit is named by validate_layers
 
 
 def _pack_layers(tensors: dict[str, torch.Tensor], header: Header) -> dict[str, Scheme]:
@@ -99,6 +125,16 @@ def _legacy_layers(tensors: dict[str, torch.Tensor]) -> dict[str, Scheme]:
             tensors[f"{layer}.{legacy_scaled_fp8.RENAMES[part]}"] = t.float().reshape(()) if t.numel() == 1 else t
             if part == "scale_weight":
                 layers[layer] = scheme
+    for layer in layers:
+        w, s = tensors.get(f"{layer}.weight"), tensors[f"{layer}.weight_scale"]
+        if w is None or w.dim() != 2 or s.numel() != 1:
+            continue  # validate_layers names it
+        if w.dtype == torch.float8_e5m2:
+            tensors[f"{layer}.weight"], tensors[f"{layer}.weight_scale"] = legacy_scaled_fp8.e5m2_as_e4m3(w, s)
+        elif w.dtype == torch.int8:
+            layers[layer] = Int8()
+            tensors[f"{layer}.weight_scale"] = s.float().reshape(1).expand(w.shape[0]).clone()
+            tensors.pop(f"{layer}.input_scale", None)
     return layers
 
 
@@ -137,11 +173,27 @@ def validate_layers(ckpt: QuantizedCheckpoint, path: str) -> None:
             _check_scale(path, f"{name}.input_scale", x)
 
 
+def _refuse_modelopt(header: Header) -> None:
+    """A safetensors header carrying NVIDIA ModelOpt's ``quantization_config`` (its single-file / ComfyUI export
+    options also write a ``_quantization_metadata`` whose formats are ModelOpt's algo names, e.g. ``fp8``)."""
+    try:
+        q = json.loads(header.metadata.get("quantization_config") or "null")
+    except ValueError:
+        return
+    if isinstance(q, dict) and is_modelopt(q):
+        raise CheckpointError(f"{header.path}: a NVIDIA ModelOpt export (quant_algo {q.get('quant_algo')!r} in its "
+                              "header's quantization_config): load it with the ModelOpt Checkpoint Loader (or "
+                              "`inspect` its folder)")
+
+
 def read_checkpoint(path: str | os.PathLike) -> QuantizedCheckpoint:
     """Load a safetensors checkpoint in any supported format; tensors on CPU."""
     path = str(path)
     header = read_header(path)
     fmt = detect_format(header)
+    _refuse_modelopt(header)
+    if fmt == foreign.FORMAT:
+        raise foreign.error(header)
     tensors = _load_all(path)
     if fmt == "dit_quant":
         layers = _pack_layers(tensors, header)
@@ -149,6 +201,8 @@ def read_checkpoint(path: str | os.PathLike) -> QuantizedCheckpoint:
         layers = _native_layers(tensors, header)
     elif fmt == "scaled_fp8":
         layers = _legacy_layers(tensors)
+    elif fmt == lightx2v.FORMAT:
+        layers = lightx2v.read_layers(tensors, path)
     else:
         layers = {}
     ckpt = QuantizedCheckpoint(tensors, layers, fmt, dict(header.metadata))

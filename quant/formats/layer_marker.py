@@ -22,6 +22,7 @@ from .safetensors_io import CheckpointError
 
 MARKER_PART = comfy_native.MARKER_SUFFIX.lstrip(".")
 PACK_PREFIX = "comfyui_dit_quant/"
+E5M2 = "float8_e5m2"  # ComfyUI's per-tensor e5m2 format: read with its codes moved to e4m3 (io._native_layers)
 
 
 def disk_config(scheme: Scheme, out_features: int, in_features: int) -> dict[str, Any]:
@@ -74,7 +75,8 @@ def scheme_from_marker(config: dict[str, Any], path: str, layer: str,
     if fmt in community.NAMES:
         return community.scheme_from_community(config, path, layer, scale_shape)
     if fmt not in comfy_native.SUPPORTED:
-        readable = (*comfy_native.SUPPORTED, community.ROWWISE, community.BLOCKWISE)
-        raise CheckpointError(f"{path}: layer {layer!r} uses quant format {fmt!r}, which this pack does not run; "
-                              f"it reads {', '.join(readable)}")
+        readable = (*comfy_native.SUPPORTED, E5M2, community.ROWWISE, community.BLOCKWISE)
+        hint = f" ({comfy_native.STOCK_HINT})" if fmt in comfy_native.STOCK_ONLY else ""
+        raise CheckpointError(f"{path}: layer {layer!r} uses quant format {fmt!r}, which this pack does not "
+                              f"run{hint}; it reads {', '.join(readable)}")
     return comfy_native.scheme_from_native(config, path, layer)

@@ -9,8 +9,9 @@ float8 and it has ``weight_scale``):
 | FP8_PER_CHANNEL_PER_TOKEN | fp8_channel | ``[N]`` (or ``[N, 1]``) -> ``[N]`` |
 | FP8_PB_WO | fp8_weight_only block 128x128 | ``[gn, 1, gk, 1]``, ``[gn, gk]`` or 0-dim (one block) -> ``[gn, gk]`` |
 
-Raw attention ``*_bmm_quantizer._amax`` keys are skipped with a log line. Other algos raise ``CheckpointError``
-listing the supported ones. Where the export has no quantization config, the algo is inferred from the scales.
+Raw attention ``*_bmm_quantizer._amax`` keys and KV-cache ``k_scale`` / ``v_scale`` are skipped with a log line.
+Other algos raise ``CheckpointError`` listing the supported ones. Where the export has no quantization config, the
+algo is inferred from the scales.
 """
 
 from __future__ import annotations
@@ -48,9 +49,13 @@ class ModelOptExport:
     notes: list[str] = field(default_factory=list)
 
 
+KV_CACHE_PARTS = ("k_scale", "v_scale", "k_bias", "v_bias")  # ModelOpt's LLM export: k_proj.k_scale, v_proj.v_scale
+
+
 def is_skipped_key(key: str) -> bool:
-    """Raw quantizer state (``attn.q_bmm_quantizer._amax``, ...) that no loader needs."""
-    return key.endswith("._amax") and "_quantizer" in key
+    """Raw quantizer state (``attn.q_bmm_quantizer._amax``, ...) and KV-cache scales (``attn.k_proj.k_scale``, from
+    ModelOpt's ``_KV_CACHE_REPLACEMENTS``) that no ComfyUI attention uses."""
+    return (key.endswith("._amax") and "_quantizer" in key) or key.rpartition(".")[2] in KV_CACHE_PARTS
 
 
 INFERRED = "inferred from the scale shapes"
@@ -146,8 +151,10 @@ def build_layers(tensors: dict[str, torch.Tensor], config: ModelOptConfig, where
         scale = tensors.get(f"{layer}.weight_scale")
         if scale is None:
             raise CheckpointError(f"{where}: float8 weight {key!r} has no {layer + '.weight_scale'!r}")
-        scheme, tensors[f"{layer}.weight_scale"] = convert_layer(config.algo_for(layer), tensors[key], scale,
-                                                                f"{where}: {layer}")
+        algo = config.algo_for(layer)
+        if algo == "MIXED_PRECISION":  # a quantized layer the config's quantized_layers does not list
+            algo = infer_algo({f"{layer}.weight_scale": scale})
+        scheme, tensors[f"{layer}.weight_scale"] = convert_layer(algo, tensors[key], scale, f"{where}: {layer}")
         inp = tensors.pop(f"{layer}.input_scale", None)
         if inp is not None and isinstance(scheme, FP8Tensor):
             if inp.numel() != 1:
@@ -175,8 +182,12 @@ def read_modelopt(path: str | os.PathLike, component: str = "transformer") -> Mo
         del tensors[k]
     if skipped:
         log.info("ModelOpt export %s: skipped %d raw quantizer key(s) (%s ...)", where, len(skipped), skipped[0])
-        notes.append(f"skipped {len(skipped)} attention quantizer _amax key(s)")
+        notes.append(f"skipped {len(skipped)} attention quantizer _amax / KV-cache scale key(s)")
     layers = build_layers(tensors, config, where)
+    unlisted = [n for n in layers if config.quant_algo == "MIXED_PRECISION" and n not in config.layer_algos]
+    if unlisted:
+        notes.append(f"MIXED_PRECISION: {len(unlisted)} quantized layer(s) missing from quantized_layers "
+                     f"({unlisted[0]}, ...): quant_algo inferred from their scale shapes")
     if not layers and config.source == INFERRED:
         raise CheckpointError(f"{where}: not a ModelOpt export: no quantization config (config.json, "
                               "hf_quant_config.json or the safetensors header) and no float8 weight with a "

@@ -70,12 +70,20 @@ def read_header(path: str | os.PathLike, max_header: int = MAX_HEADER) -> Header
     ``max_header`` lowers the header size accepted (the route's per-request bound); every failure is a
     ``CheckpointError`` naming the file and key."""
     path = str(path)
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path}: a folder, not a safetensors file: pass one .safetensors file (a NVIDIA "
+                              "ModelOpt export folder loads with the ModelOpt Checkpoint Loader / inspect FOLDER)")
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as f:
-            raw = f.read(8)
+            head = f.read(9)
+            raw = head[:8]
             if len(raw) < 8:
                 raise CheckpointError(f"{path}: not a safetensors file (only {size} bytes)")
+            other = other_format(head)
+            if other:
+                raise CheckpointError(f"{path}: not a safetensors file: {other}")
+            f.seek(8)
             (n,) = struct.unpack("<Q", raw)
             if max_header < n <= MAX_HEADER:
                 raise CheckpointError(f"{path}: safetensors header of {n} bytes exceeds the {max_header}-byte "
@@ -94,6 +102,21 @@ def read_header(path: str | os.PathLike, max_header: int = MAX_HEADER) -> Header
         tensors[key] = TensorInfo(*check_entry(path, key, entry, data_len))
     check_layout(path, {k: v.offsets for k, v in tensors.items()}, data_len)
     return Header(path, tensors, dict(metadata), 8 + n)
+
+
+def other_format(head: bytes) -> str:
+    """What a file whose first 9 bytes are ``head`` is instead of safetensors, and what to use ("" if unknown).
+    A safetensors header starts at byte 8 with ``{``; "GGUF" as a length prefix would exceed the header limit."""
+    if head.startswith(b"GGUF"):
+        return ("it is a GGUF file; load it with ComfyUI-GGUF's 'Unet Loader (GGUF)' (this pack reads "
+                ".safetensors files)")
+    if head[8:9] != b"{" and (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
+        return ("it is a PyTorch pickle checkpoint (torch.save: .pt / .pth / .ckpt / .bin); save its state dict "
+                "with safetensors (safetensors.torch.save_file) and load that")
+    if head.startswith(b"{"):
+        return ("it is a JSON file (a sharded checkpoint's .index.json?); pass one .safetensors file, or a NVIDIA "
+                "ModelOpt export folder to the ModelOpt Checkpoint Loader / inspect FOLDER")
+    return ""
 
 
 def tensor_to_bytes(t: torch.Tensor) -> memoryview:
