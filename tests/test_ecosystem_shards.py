@@ -106,3 +106,15 @@ def test_a_folder_or_an_index_given_to_the_cli(tmp_path: Path, capsys: pytest.Ca
     assert f"error: {folder}: a folder, not a safetensors file" in _one_error(capsys)
     assert main(["inspect", str(folder / INDEX)]) == 2
     assert "not a ModelOpt export" in _one_error(capsys)
+
+
+def test_an_oversized_index_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An index over the size cap is skipped (bounded reads of folder content), so only the file's name can mark
+    it a shard."""
+    import comfyui_dit_quant.quant.formats.shards as shards
+
+    first = _write_sharded(tmp_path / "big", ["block_0.safetensors", "block_1.safetensors"], True)[0]
+    with pytest.raises(CheckpointError):
+        refuse_shard(str(first))
+    monkeypatch.setattr(shards, "MAX_INDEX_BYTES", 8)
+    refuse_shard(str(first))  # index skipped; "block_0" is no -x-of-y name

@@ -17,12 +17,15 @@ from .safetensors_io import CheckpointError
 
 SHARD_NAME = re.compile(r"-(\d+)-of-(\d+)\.safetensors$")
 INDEX_SUFFIX = ".safetensors.index.json"
+MAX_INDEX_BYTES = 16 << 20  # a Wan 14B index is ~100 KB; a larger "index" is not read (untrusted folder content)
 
 
 def _index_listing(path: Path) -> tuple[Path, int] | None:
     """(index file, number of files it lists) for the first index next to ``path`` that lists ``path``."""
     for index in sorted(path.parent.glob(f"*{INDEX_SUFFIX}")):
         try:
+            if index.stat().st_size > MAX_INDEX_BYTES:
+                continue
             weight_map = json.loads(index.read_text()).get("weight_map")
         except (OSError, ValueError, AttributeError):
             continue
